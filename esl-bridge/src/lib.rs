@@ -16,6 +16,7 @@ pub mod codec;
 pub mod command;
 pub mod event;
 pub mod frame;
+pub mod media;
 pub mod message;
 pub mod urlcode;
 

@@ -1,0 +1,1 @@
+//! The unicast media leg: raw L16 audio between FreeSWITCH and us over UDP.
