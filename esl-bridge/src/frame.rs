@@ -341,3 +341,136 @@ impl FrameDecoder {
         self.cutter.finish(buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8], limits: FrameLimits) -> Result<Vec<Frame>, FrameError> {
+        let mut decoder = FrameDecoder::new(limits);
+        let mut buf = BytesMut::from(input);
+        let mut frames = Vec::new();
+        while let Some(frame) = decoder.decode(&mut buf)? {
+            frames.push(frame);
+        }
+        decoder.finish(&mut buf)?;
+        Ok(frames)
+    }
+
+    #[test]
+    fn oversized_content_length_is_refused_before_buffering() {
+        let limits = FrameLimits {
+            max_body_bytes: 1000,
+            ..FrameLimits::default()
+        };
+        let err = decode_all(
+            b"Content-Type: api/response\nContent-Length: 1001\n\n",
+            limits,
+        );
+        assert!(matches!(
+            err,
+            Err(FrameError::BodyTooLarge {
+                length: 1001,
+                limit: 1000
+            })
+        ));
+        let huge = decode_all(b"Content-Length: 99999999999999999999999\n\n", limits);
+        assert!(matches!(huge, Err(FrameError::InvalidContentLength { .. })));
+    }
+
+    #[test]
+    fn non_numeric_content_length_is_refused() {
+        for bad in ["abc", "-1", "+5", "", "1 2"] {
+            let input = format!("Content-Length: {bad}\n\n");
+            assert!(
+                matches!(
+                    decode_all(input.as_bytes(), FrameLimits::default()),
+                    Err(FrameError::InvalidContentLength { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_block_without_blank_line_is_bounded() {
+        let limits = FrameLimits {
+            max_header_bytes: 64,
+            ..FrameLimits::default()
+        };
+        let mut decoder = FrameDecoder::new(limits);
+        let mut buf = BytesMut::from(&[b'a'; 65][..]);
+        assert!(matches!(
+            decoder.decode(&mut buf),
+            Err(FrameError::HeaderBlockTooLarge { limit: 64 })
+        ));
+    }
+
+    #[test]
+    fn stream_ending_without_blank_line_is_an_error() {
+        let err = decode_all(
+            b"Content-Type: command/reply\nReply-Text: +OK",
+            FrameLimits::default(),
+        );
+        assert!(matches!(err, Err(FrameError::UnterminatedHeaders { .. })));
+    }
+
+    #[test]
+    fn stream_ending_inside_a_body_is_an_error() {
+        let err = decode_all(b"Content-Length: 10\n\nabc", FrameLimits::default());
+        assert!(matches!(
+            err,
+            Err(FrameError::TruncatedBody {
+                expected: 10,
+                received: 3
+            })
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_in_headers_is_an_error() {
+        let err = decode_all(b"Content-Type: \xff\xfe\n\n", FrameLimits::default());
+        assert!(matches!(err, Err(FrameError::InvalidUtf8)));
+    }
+
+    #[test]
+    fn header_line_without_colon_is_an_error() {
+        let err = decode_all(b"Content-Type: x\ngarbage\n\n", FrameLimits::default());
+        assert!(matches!(err, Err(FrameError::MalformedHeader { line }) if line == "garbage"));
+    }
+
+    #[test]
+    fn body_may_be_binary_and_stray_newlines_are_skipped() {
+        let frames = decode_all(
+            b"\n\nContent-Type: x\nContent-Length: 2\n\n\xff\x00\n\nContent-Type: y\n\n",
+            FrameLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0].body.as_deref(), Some(&b"\xff\x00"[..]));
+        assert_eq!(frames[1].content_type(), Some("y"));
+    }
+
+    #[test]
+    fn empty_header_value_is_kept() {
+        let frames = decode_all(b"User-Data: \nLog-Level:7\n\n", FrameLimits::default()).unwrap();
+        assert_eq!(frames[0].headers.get("user-data"), Some(""));
+        assert_eq!(frames[0].headers.get("Log-Level"), Some("7"));
+    }
+
+    #[test]
+    fn byte_at_a_time_equals_all_at_once() {
+        let input =
+            b"Content-Type: auth/request\n\nContent-Length: 5\nContent-Type: api/response\n\nhello";
+        let mut decoder = FrameDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for b in input {
+            buf.extend_from_slice(&[*b]);
+            while let Some(f) = decoder.decode(&mut buf).unwrap() {
+                frames.push(f);
+            }
+        }
+        assert_eq!(frames, decode_all(input, FrameLimits::default()).unwrap());
+    }
+}

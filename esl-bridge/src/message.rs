@@ -226,3 +226,97 @@ fn disconnect_notice(frame: &Frame) -> Result<DisconnectNotice, MessageError> {
         channel_name: h.get("Channel-Name").map(str::to_owned),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::FrameDecoder;
+    use bytes::BytesMut;
+
+    fn parse(input: &[u8]) -> Result<Message, MessageError> {
+        let mut buf = BytesMut::from(input);
+        let frame = FrameDecoder::default()
+            .decode(&mut buf)
+            .expect("frames")
+            .expect("one frame");
+        Message::from_frame(frame)
+    }
+
+    fn plain_event(body: &str) -> Vec<u8> {
+        format!(
+            "Content-Length: {}\nContent-Type: text/event-plain\n\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn truncated_percent_escape_in_event_is_a_typed_error() {
+        let err = parse(&plain_event("Event-Name: X\nChannel-Name: sofia%2\n\n")).unwrap_err();
+        assert!(
+            matches!(&err, MessageError::Event(EventError::UrlDecode { header, .. }) if header == "Channel-Name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn inner_body_shorter_than_announced_is_a_typed_error() {
+        let err = parse(&plain_event("Event-Name: X\nContent-Length: 50\n\nshort")).unwrap_err();
+        assert!(matches!(
+            err,
+            MessageError::Event(EventError::ShortBody {
+                expected: 50,
+                available: 5
+            })
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_api_body_is_a_typed_error() {
+        let err = parse(b"Content-Type: api/response\nContent-Length: 2\n\n\xff\xfe").unwrap_err();
+        assert!(matches!(
+            err,
+            MessageError::InvalidUtf8 {
+                content_type: "api/response"
+            }
+        ));
+    }
+
+    #[test]
+    fn malformed_json_and_xml_events_are_typed_errors() {
+        let json = b"Content-Length: 3\nContent-Type: text/event-json\n\n[1]";
+        assert!(matches!(
+            parse(json),
+            Err(MessageError::Event(EventError::Json(_)))
+        ));
+        let xml = b"Content-Length: 7\nContent-Type: text/event-xml\n\n<event>";
+        assert!(matches!(
+            parse(xml),
+            Err(MessageError::Event(EventError::Xml(_)))
+        ));
+    }
+
+    #[test]
+    fn rude_rejection_is_recognised() {
+        let msg = parse(
+            b"Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n",
+        )
+        .unwrap();
+        assert_eq!(
+            msg,
+            Message::RudeRejection("Access Denied, go away.\n".into())
+        );
+    }
+
+    #[test]
+    fn unknown_content_type_is_kept_not_rejected() {
+        assert!(matches!(
+            parse(b"Content-Type: x/new\n\n"),
+            Ok(Message::Unknown(_))
+        ));
+        assert!(matches!(
+            parse(b"Foo: bar\n\n"),
+            Err(MessageError::MissingContentType)
+        ));
+    }
+}
