@@ -259,9 +259,15 @@ impl Command {
             }
             Self::Log(level) => w.line(&["log", &level.to_string()]),
             Self::NoLog => w.line(&["nolog"]),
-            Self::Api(cmd) => w.line(&["api", non_empty(one_line(cmd, "api command")?, "api command")?]),
+            Self::Api(cmd) => w.line(&[
+                "api",
+                non_empty(one_line(cmd, "api command")?, "api command")?,
+            ]),
             Self::BgApi { command, job_uuid } => {
-                w.line(&["bgapi", non_empty(one_line(command, "bgapi command")?, "bgapi command")?]);
+                w.line(&[
+                    "bgapi",
+                    non_empty(one_line(command, "bgapi command")?, "bgapi command")?,
+                ]);
                 if let Some(id) = job_uuid {
                     w.header("Job-UUID", one_line(id, "Job-UUID")?)?;
                 }
@@ -283,7 +289,7 @@ impl Command {
                     w.header(n, one_line(v, "event header value")?)?;
                 }
                 if let Some(body) = body {
-                    w.body(body);
+                    w.body("Content-Length", body);
                 }
             }
             Self::Exit => w.line(&["exit"]),
@@ -307,9 +313,9 @@ fn encode_sendmsg(w: &mut Writer, msg: &SendMsg) -> Result<(), CommandError> {
                 "execute-app-name",
                 non_empty(one_word(app, "application name")?, "application name")?,
             )?;
-            let as_body = arg.as_deref().filter(|a| {
-                a.len() > MAX_INLINE_APP_ARG || a.contains(['\n', '\r'])
-            });
+            let as_body = arg
+                .as_deref()
+                .filter(|a| a.len() > MAX_INLINE_APP_ARG || a.contains(['\n', '\r']));
             if let (Some(arg), None) = (arg, as_body) {
                 w.header("execute-app-arg", arg)?;
             }
@@ -324,7 +330,7 @@ fn encode_sendmsg(w: &mut Writer, msg: &SendMsg) -> Result<(), CommandError> {
             }
             if let Some(body) = as_body {
                 w.header("content-type", "text/plain")?;
-                w.body(body);
+                w.body("content-length", body);
             }
         }
         SendMsg::Hangup { cause } => {
@@ -350,7 +356,9 @@ fn encode_sendmsg(w: &mut Writer, msg: &SendMsg) -> Result<(), CommandError> {
 #[derive(Default)]
 struct Writer {
     buf: Vec<u8>,
-    body: Option<Vec<u8>>,
+    /// The body and the spelling of its length header (each as the recorded clients
+    /// wrote it: `content-length` in sendmsg, `Content-Length` in sendevent).
+    body: Option<(&'static str, Vec<u8>)>,
 }
 
 impl Writer {
@@ -373,15 +381,15 @@ impl Writer {
         Ok(())
     }
 
-    fn body(&mut self, body: &str) {
-        self.body = Some(body.as_bytes().to_vec());
+    fn body(&mut self, length_header: &'static str, body: &str) {
+        self.body = Some((length_header, body.as_bytes().to_vec()));
     }
 
     fn finish(self, out: &mut BytesMut) {
-        out.reserve(self.buf.len() + 32 + self.body.as_ref().map_or(0, Vec::len));
+        out.reserve(self.buf.len() + 32 + self.body.as_ref().map_or(0, |(_, b)| b.len()));
         out.put_slice(&self.buf);
-        if let Some(body) = self.body {
-            out.put_slice(format!("content-length: {}\n\n", body.len()).as_bytes());
+        if let Some((length_header, body)) = self.body {
+            out.put_slice(format!("{length_header}: {}\n\n", body.len()).as_bytes());
             out.put_slice(&body);
         } else {
             out.put_u8(b'\n');
