@@ -177,6 +177,9 @@ pub enum Command {
     },
     /// `exit`: FreeSWITCH replies `+OK bye`, sends a disconnect notice and closes.
     Exit,
+    /// A one-line command this library has no type for (e.g. `nixevent CHANNEL_STATE`,
+    /// `divert_events on`); refused if it contains a line break.
+    Raw(String),
 }
 
 impl Command {
@@ -293,6 +296,7 @@ impl Command {
                 }
             }
             Self::Exit => w.line(&["exit"]),
+            Self::Raw(line) => w.line(&[non_empty(one_line(line, "command")?, "command")?]),
         }
         w.finish(out);
         Ok(())

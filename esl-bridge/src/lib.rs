@@ -14,10 +14,13 @@
 
 pub mod codec;
 pub mod command;
+pub mod connection;
 pub mod event;
 pub mod frame;
+pub mod inbound;
 pub mod media;
 pub mod message;
+pub mod outbound;
 pub mod urlcode;
 
 pub use codec::EslCodec;
