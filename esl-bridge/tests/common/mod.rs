@@ -1,6 +1,8 @@
 //! Loading the recorded FreeSWITCH fixtures for tests.
 #![allow(dead_code)]
 
+pub mod replay;
+
 use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
@@ -26,17 +28,30 @@ pub fn read(rel: &str) -> Vec<u8> {
 /// Every `*.fs_to_client.raw` file, relative to the fixture dir.
 pub fn all_fs_streams() -> Vec<String> {
     let mut out = Vec::new();
-    for dir in ["esl-inbound", "esl-outbound", "media-unicast", "mod_audio_stream"] {
+    for dir in [
+        "esl-inbound",
+        "esl-outbound",
+        "media-unicast",
+        "mod_audio_stream",
+    ] {
         let entries = std::fs::read_dir(fixture_dir().join(dir)).expect("fixture dir");
         for e in entries {
-            let name = e.expect("dir entry").file_name().to_string_lossy().into_owned();
+            let name = e
+                .expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
             if name.ends_with(".fs_to_client.raw") {
                 out.push(format!("{dir}/{name}"));
             }
         }
     }
     out.sort();
-    assert!(out.len() >= 20, "expected the full fixture set, found {}", out.len());
+    assert!(
+        out.len() >= 20,
+        "expected the full fixture set, found {}",
+        out.len()
+    );
     out
 }
 
