@@ -213,7 +213,9 @@ mod xml {
         let mut body: Option<String> = None;
         let bad = |msg: &str| EventError::Xml(msg.to_owned());
         loop {
-            let token = reader.read_event().map_err(|e| EventError::Xml(e.to_string()))?;
+            let token = reader
+                .read_event()
+                .map_err(|e| EventError::Xml(e.to_string()))?;
             match token {
                 Xml::Start(start) => {
                     let name = std::str::from_utf8(start.name().as_ref())

@@ -116,9 +116,18 @@ mod tests {
 
     #[test]
     fn rejects_truncated_and_non_hex_escapes() {
-        assert_eq!(url_decode("abc%"), Err(UrlDecodeError::BadEscape { offset: 3 }));
-        assert_eq!(url_decode("abc%4"), Err(UrlDecodeError::BadEscape { offset: 3 }));
-        assert_eq!(url_decode("%zz"), Err(UrlDecodeError::BadEscape { offset: 0 }));
+        assert_eq!(
+            url_decode("abc%"),
+            Err(UrlDecodeError::BadEscape { offset: 3 })
+        );
+        assert_eq!(
+            url_decode("abc%4"),
+            Err(UrlDecodeError::BadEscape { offset: 3 })
+        );
+        assert_eq!(
+            url_decode("%zz"),
+            Err(UrlDecodeError::BadEscape { offset: 0 })
+        );
     }
 
     #[test]

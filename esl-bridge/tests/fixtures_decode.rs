@@ -55,27 +55,54 @@ fn every_fixture_decodes_to_the_reference_message_counts() {
         ("esl-outbound/outbound_bargein", [0, 15, 15, 29, 1]),
         ("esl-outbound/outbound_basic.control", [1, 2, 0, 0, 0]),
         ("esl-outbound/outbound_basic", [0, 9, 1, 15, 2]),
-        ("esl-outbound/outbound_uuid_commands.control", [1, 2, 0, 0, 0]),
+        (
+            "esl-outbound/outbound_uuid_commands.control",
+            [1, 2, 0, 0, 0],
+        ),
         ("esl-outbound/outbound_uuid_commands", [0, 3, 11, 9, 1]),
-        ("esl-outbound/outbound_uuid_kill_no_linger.control", [1, 2, 1, 0, 0]),
+        (
+            "esl-outbound/outbound_uuid_kill_no_linger.control",
+            [1, 2, 1, 0, 0],
+        ),
         ("esl-outbound/outbound_uuid_kill_no_linger", [0, 2, 0, 7, 1]),
-        ("media-unicast/outbound_unicast_g722_l16.control", [1, 2, 0, 0, 0]),
+        (
+            "media-unicast/outbound_unicast_g722_l16.control",
+            [1, 2, 0, 0, 0],
+        ),
         ("media-unicast/outbound_unicast_g722_l16", [0, 6, 0, 11, 2]),
-        ("media-unicast/outbound_unicast_opus_l16.control", [1, 2, 0, 0, 0]),
+        (
+            "media-unicast/outbound_unicast_opus_l16.control",
+            [1, 2, 0, 0, 0],
+        ),
         ("media-unicast/outbound_unicast_opus_l16", [0, 6, 0, 10, 2]),
-        ("media-unicast/outbound_unicast_pcmu_l16.control", [1, 2, 0, 0, 0]),
+        (
+            "media-unicast/outbound_unicast_pcmu_l16.control",
+            [1, 2, 0, 0, 0],
+        ),
         ("media-unicast/outbound_unicast_pcmu_l16", [0, 7, 0, 13, 2]),
-        ("media-unicast/outbound_unicast_pcmu_native.control", [1, 2, 0, 0, 0]),
-        ("media-unicast/outbound_unicast_pcmu_native", [0, 6, 0, 11, 2]),
+        (
+            "media-unicast/outbound_unicast_pcmu_native.control",
+            [1, 2, 0, 0, 0],
+        ),
+        (
+            "media-unicast/outbound_unicast_pcmu_native",
+            [0, 6, 0, 11, 2],
+        ),
         ("mod_audio_stream/mod_audio_stream.esl", [1, 4, 4, 6, 1]),
     ]
     .into_iter()
     .collect();
     let files = all_fs_streams();
-    assert_eq!(files.len(), expected.len(), "fixture set changed: {files:?}");
+    assert_eq!(
+        files.len(),
+        expected.len(),
+        "fixture set changed: {files:?}"
+    );
     for rel in files {
         let stem = rel.trim_end_matches(".fs_to_client.raw");
-        let want = expected.get(stem).unwrap_or_else(|| panic!("no expectation for {stem}"));
+        let want = expected
+            .get(stem)
+            .unwrap_or_else(|| panic!("no expectation for {stem}"));
         let msgs = messages(&rel);
         let count = |k: &[&str]| msgs.iter().filter(|m| k.contains(&kind(m))).count();
         let got = [
@@ -98,10 +125,22 @@ fn recorded_chunk_boundaries_give_the_same_messages() {
     for rel in all_fs_streams() {
         let stem = rel.trim_end_matches(".fs_to_client.raw");
         let chunks = transcript(&format!("{stem}.transcript.jsonl"));
-        let fs_chunks: Vec<&[u8]> = chunks.iter().filter(|c| c.from_fs).map(|c| &c.bytes[..]).collect();
+        let fs_chunks: Vec<&[u8]> = chunks
+            .iter()
+            .filter(|c| c.from_fs)
+            .map(|c| &c.bytes[..])
+            .collect();
         let whole = read(&rel);
-        assert_eq!(fs_chunks.concat(), whole, "{stem}: transcript and raw differ");
-        assert_eq!(decode_chunks(fs_chunks), decode_chunks([whole.as_slice()]), "{stem}");
+        assert_eq!(
+            fs_chunks.concat(),
+            whole,
+            "{stem}: transcript and raw differ"
+        );
+        assert_eq!(
+            decode_chunks(fs_chunks),
+            decode_chunks([whole.as_slice()]),
+            "{stem}"
+        );
     }
 }
 
@@ -111,7 +150,11 @@ fn fixtures_contain_both_split_and_coalesced_messages() {
     // messages across reads and pack several into one read.
     let chunks = transcript("esl-inbound/inbound_plain_all.transcript.jsonl");
     let coalesced = chunks.iter().filter(|c| c.from_fs).any(|c| {
-        c.bytes.windows(14).filter(|w| w == b"Content-Type: ").count() > 1
+        c.bytes
+            .windows(14)
+            .filter(|w| w == b"Content-Type: ")
+            .count()
+            > 1
     });
     let split = transcript("mod_audio_stream/mod_audio_stream.esl.transcript.jsonl")
         .iter()
@@ -141,7 +184,9 @@ proptest! {
 fn inbound_plain_all_matches_the_readme() {
     let msgs = messages("esl-inbound/inbound_plain_all.fs_to_client.raw");
     assert_eq!(msgs[0], Message::AuthRequest);
-    let Message::CommandReply(auth) = &msgs[1] else { panic!("{:?}", msgs[1]) };
+    let Message::CommandReply(auth) = &msgs[1] else {
+        panic!("{:?}", msgs[1])
+    };
     assert_eq!(auth.text, "+OK accepted");
 
     let apis: Vec<&str> = msgs
@@ -179,58 +224,109 @@ fn inbound_plain_all_matches_the_readme() {
     let evs = events(&msgs);
     let names: std::collections::BTreeSet<&str> = evs.iter().filter_map(|e| e.name()).collect();
     for name in [
-        "CODEC", "CHANNEL_UUID", "CHANNEL_OUTGOING", "CHANNEL_CREATE", "CHANNEL_ORIGINATE",
-        "CHANNEL_STATE", "CHANNEL_CALLSTATE", "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE",
-        "CHANNEL_ANSWER", "PLAYBACK_START", "PLAYBACK_STOP", "CALL_UPDATE", "API",
-        "BACKGROUND_JOB", "CHANNEL_PARK", "CHANNEL_UNPARK", "CHANNEL_HANGUP",
-        "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY",
+        "CODEC",
+        "CHANNEL_UUID",
+        "CHANNEL_OUTGOING",
+        "CHANNEL_CREATE",
+        "CHANNEL_ORIGINATE",
+        "CHANNEL_STATE",
+        "CHANNEL_CALLSTATE",
+        "CHANNEL_EXECUTE",
+        "CHANNEL_EXECUTE_COMPLETE",
+        "CHANNEL_ANSWER",
+        "PLAYBACK_START",
+        "PLAYBACK_STOP",
+        "CALL_UPDATE",
+        "API",
+        "BACKGROUND_JOB",
+        "CHANNEL_PARK",
+        "CHANNEL_UNPARK",
+        "CHANNEL_HANGUP",
+        "CHANNEL_HANGUP_COMPLETE",
+        "CHANNEL_DESTROY",
     ] {
         assert!(names.contains(name), "missing {name}");
     }
-    let jobs: Vec<&&Event> = evs.iter().filter(|e| e.name() == Some("BACKGROUND_JOB")).collect();
+    let jobs: Vec<&&Event> = evs
+        .iter()
+        .filter(|e| e.name() == Some("BACKGROUND_JOB"))
+        .collect();
     assert_eq!(jobs.len(), 2);
     assert_eq!(jobs[0].job_uuid(), Some(job));
-    assert_eq!(jobs[0].body(), Some("+OK f21b3926-988d-454f-b354-d8a43393e6e4\n"));
+    assert_eq!(
+        jobs[0].body(),
+        Some("+OK f21b3926-988d-454f-b354-d8a43393e6e4\n")
+    );
     assert_eq!(jobs[1].body(), Some("-ERR NO_ROUTE_DESTINATION\n"));
 
     // URL-decoded values.
-    let create = evs.iter().find(|e| e.name() == Some("CHANNEL_CREATE")).expect("create");
-    assert!(create.header("Event-Date-Local").expect("date").contains(' '));
+    let create = evs
+        .iter()
+        .find(|e| e.name() == Some("CHANNEL_CREATE"))
+        .expect("create");
+    assert!(create
+        .header("Event-Date-Local")
+        .expect("date")
+        .contains(' '));
     assert_eq!(create.header("FreeSWITCH-IPv6"), Some("fd00::2"));
-    assert!(evs.iter().any(|e| e.header("Caller-Caller-ID-Name") == Some("Fixture Caller")));
-    assert!(evs.iter().any(|e| e.header("Caller-Caller-ID-Number") == Some("+4930123456")));
-    let Some(Message::DisconnectNotice(bye)) = msgs.last() else { panic!() };
+    assert!(evs
+        .iter()
+        .any(|e| e.header("Caller-Caller-ID-Name") == Some("Fixture Caller")));
+    assert!(evs
+        .iter()
+        .any(|e| e.header("Caller-Caller-ID-Number") == Some("+4930123456")));
+    let Some(Message::DisconnectNotice(bye)) = msgs.last() else {
+        panic!()
+    };
     assert_eq!(bye.disposition, Disposition::Disconnect);
 }
 
 #[test]
 fn auth_failure_is_reply_then_disconnect() {
     let msgs = messages("esl-inbound/inbound_auth_fail.fs_to_client.raw");
-    let Message::CommandReply(r) = &msgs[1] else { panic!() };
+    let Message::CommandReply(r) = &msgs[1] else {
+        panic!()
+    };
     assert_eq!(r.text, "-ERR invalid");
     assert!(!r.is_ok());
-    assert!(matches!(&msgs[2], Message::DisconnectNotice(n) if n.disposition == Disposition::Disconnect));
+    assert!(
+        matches!(&msgs[2], Message::DisconnectNotice(n) if n.disposition == Disposition::Disconnect)
+    );
 }
 
 #[test]
 fn json_events_are_not_url_encoded_and_carry_body() {
     let msgs = messages("esl-inbound/inbound_json_sip_call.fs_to_client.raw");
     let evs = events(&msgs);
-    assert!(evs.iter().any(|e| e.header("Channel-Name")
+    assert!(evs.iter().any(|e| e
+        .header("Channel-Name")
         .is_some_and(|n| n.starts_with("sofia/") && n.contains("+4930123456@"))));
-    let job = evs.iter().find(|e| e.name() == Some("BACKGROUND_JOB")).expect("job");
-    assert_eq!(job.body(), Some("+OK c4f65a9d-b162-4e3a-b434-ebde3e78b058\n"));
+    let job = evs
+        .iter()
+        .find(|e| e.name() == Some("BACKGROUND_JOB"))
+        .expect("job");
+    assert_eq!(
+        job.body(),
+        Some("+OK c4f65a9d-b162-4e3a-b434-ebde3e78b058\n")
+    );
     assert!(job.header("_body").is_none());
-    assert!(evs.iter().any(|e| e.variable("rtp_use_codec_name").is_some()
-        || e.variable("read_codec").is_some()));
+    assert!(evs
+        .iter()
+        .any(|e| e.variable("rtp_use_codec_name").is_some() || e.variable("read_codec").is_some()));
 }
 
 #[test]
 fn xml_events_decode_headers_and_body() {
     let msgs = messages("esl-inbound/inbound_xml_events.fs_to_client.raw");
     let evs = events(&msgs);
-    let job = evs.iter().find(|e| e.name() == Some("BACKGROUND_JOB")).expect("job");
-    assert_eq!(job.body(), Some("+OK d8b16b57-d476-4296-9e0c-17b19068e6b4\n"));
+    let job = evs
+        .iter()
+        .find(|e| e.name() == Some("BACKGROUND_JOB"))
+        .expect("job");
+    assert_eq!(
+        job.body(),
+        Some("+OK d8b16b57-d476-4296-9e0c-17b19068e6b4\n")
+    );
     assert_eq!(
         job.header("Job-Command-Arg"),
         Some("{origination_uuid=d8b16b57-d476-4296-9e0c-17b19068e6b4}loopback/9998 &park()")
@@ -251,7 +347,9 @@ fn log_filter_and_sendevent_session() {
         .collect();
     assert_eq!(logs.len(), 65);
     assert!(logs.iter().all(|l| l.level <= 7 && !l.text.is_empty()));
-    assert!(logs.iter().any(|l| l.text.contains("New Channel loopback/9998-b")));
+    assert!(logs
+        .iter()
+        .any(|l| l.text.contains("New Channel loopback/9998-b")));
     let custom = events(&msgs)
         .into_iter()
         .find(|e| e.name() == Some("CUSTOM"))
@@ -267,23 +365,33 @@ fn log_filter_and_sendevent_session() {
         })
         .collect();
     assert!(replies.contains(&"+OK log level 7 [7]"));
-    assert!(replies.iter().any(|r| r.starts_with("+OK filter added. [Unique-ID]=[")));
+    assert!(replies
+        .iter()
+        .any(|r| r.starts_with("+OK filter added. [Unique-ID]=[")));
     assert!(replies.iter().any(|r| r.starts_with("+OK filter deleted.")));
 }
 
 #[test]
 fn outbound_connect_reply_is_decoded_channel_data() {
     let msgs = messages("esl-outbound/outbound_basic.fs_to_client.raw");
-    let Message::CommandReply(connect) = &msgs[0] else { panic!("{:?}", msgs[0]) };
+    let Message::CommandReply(connect) = &msgs[0] else {
+        panic!("{:?}", msgs[0])
+    };
     assert_eq!(connect.text, "+OK");
     assert!(connect.is_ok());
     let h = &connect.headers;
     assert_eq!(h.get("Event-Name"), Some("CHANNEL_DATA"));
     assert_eq!(h.get("Socket-Mode"), Some("async"));
     assert_eq!(h.get("Control"), Some("full"));
-    assert_eq!(h.get("Unique-ID"), Some("8bb67b32-2d9c-4933-ab0c-fec0f984b6af"));
+    assert_eq!(
+        h.get("Unique-ID"),
+        Some("8bb67b32-2d9c-4933-ab0c-fec0f984b6af")
+    );
     assert_eq!(h.get("Caller-Caller-ID-Number"), Some("+4930123456"));
-    assert_eq!(h.get("Channel-Name"), Some("sofia/internal/+4930123456@127.0.0.1"));
+    assert_eq!(
+        h.get("Channel-Name"),
+        Some("sofia/internal/+4930123456@127.0.0.1")
+    );
     // Linger notice (unencoded Channel-Name), then the exit disconnect.
     let notices: Vec<_> = msgs
         .iter()
@@ -292,9 +400,18 @@ fn outbound_connect_reply_is_decoded_channel_data() {
             _ => None,
         })
         .collect();
-    assert_eq!(notices[0].disposition, Disposition::Linger { seconds: None });
-    assert_eq!(notices[0].channel_name.as_deref(), Some("sofia/internal/+4930123456@127.0.0.1"));
-    assert_eq!(notices[0].session_uuid.as_deref(), Some("8bb67b32-2d9c-4933-ab0c-fec0f984b6af"));
+    assert_eq!(
+        notices[0].disposition,
+        Disposition::Linger { seconds: None }
+    );
+    assert_eq!(
+        notices[0].channel_name.as_deref(),
+        Some("sofia/internal/+4930123456@127.0.0.1")
+    );
+    assert_eq!(
+        notices[0].session_uuid.as_deref(),
+        Some("8bb67b32-2d9c-4933-ab0c-fec0f984b6af")
+    );
     assert_eq!(notices[1].disposition, Disposition::Disconnect);
     let completes: Vec<_> = events(&msgs)
         .into_iter()
@@ -311,7 +428,9 @@ fn linger_two_seconds_is_bounded() {
     let msgs = messages("media-unicast/outbound_unicast_pcmu_l16.fs_to_client.raw");
     assert!(msgs.iter().any(|m| matches!(m, Message::DisconnectNotice(n)
         if n.disposition == Disposition::Linger { seconds: Some(2) })));
-    assert!(msgs.iter().any(|m| matches!(m, Message::CommandReply(r) if r.text == "+OK will linger 2 seconds")));
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, Message::CommandReply(r) if r.text == "+OK will linger 2 seconds")));
 }
 
 #[test]
@@ -329,5 +448,7 @@ fn mod_audio_stream_custom_events() {
         .expect("play");
     let body: serde_json::Value = serde_json::from_str(play.body().expect("body")).expect("json");
     assert_eq!(body["sampleRate"], 8000);
-    assert!(msgs.iter().any(|m| matches!(m, Message::ApiResponse(a) if a.body == "+OK Success\n")));
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, Message::ApiResponse(a) if a.body == "+OK Success\n")));
 }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up and runs the engine on its embedded defaults (loopback listeners).
+# Extra arguments go to `tom serve` (see `tom serve --help`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+
+scripts/bootstrap.sh
+step "building tom (release)"
+cargo build --release --locked -p engine
+step "starting tom serve (Ctrl-C to stop)"
+exec "$CARGO_TARGET_DIR/release/tom" serve "$@"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need, then runs formatting, lint and every test.
+# Idempotent; works on a fresh Debian machine with the Rust toolchain, python3 and apt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+
+scripts/bootstrap.sh
+
+fixtures="${TOM_FIXTURES:-$(cd .. && pwd)/shared/fixtures/freeswitch}"
+if [ ! -f "$fixtures/README.md" ]; then
+    echo "test: FreeSWITCH fixtures not found at $fixtures (set TOM_FIXTURES)" >&2
+    exit 1
+fi
+export TOM_FIXTURES="$fixtures"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, integration, fixture replay, doc tests)"
+cargo test --workspace --locked
