@@ -165,7 +165,9 @@ pub struct EslHandle {
 impl std::fmt::Debug for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let Op::Send { cmd, .. } = self;
-        f.debug_struct("Op").field("cmd", cmd).finish_non_exhaustive()
+        f.debug_struct("Op")
+            .field("cmd", cmd)
+            .finish_non_exhaustive()
     }
 }
 

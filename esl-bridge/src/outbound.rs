@@ -135,7 +135,10 @@ impl OutboundServer {
         let (tx, rx) = mpsc::channel(self.config.call_queue.max(1));
         let counters = self.counters.clone();
         tokio::spawn(accept_loop(self, tx));
-        CallStream { calls: rx, counters }
+        CallStream {
+            calls: rx,
+            counters,
+        }
     }
 }
 
@@ -308,14 +311,29 @@ impl ChannelData {
         Ok(Self {
             unique_id: required("Unique-ID")?,
             channel_name: h.get("Channel-Name").unwrap_or_default().to_owned(),
-            caller_id_number: h.get("Caller-Caller-ID-Number").unwrap_or_default().to_owned(),
-            caller_id_name: h.get("Caller-Caller-ID-Name").unwrap_or_default().to_owned(),
-            destination_number: h.get("Caller-Destination-Number").unwrap_or_default().to_owned(),
-            read_codec: h.get("Channel-Read-Codec-Name").unwrap_or_default().to_owned(),
+            caller_id_number: h
+                .get("Caller-Caller-ID-Number")
+                .unwrap_or_default()
+                .to_owned(),
+            caller_id_name: h
+                .get("Caller-Caller-ID-Name")
+                .unwrap_or_default()
+                .to_owned(),
+            destination_number: h
+                .get("Caller-Destination-Number")
+                .unwrap_or_default()
+                .to_owned(),
+            read_codec: h
+                .get("Channel-Read-Codec-Name")
+                .unwrap_or_default()
+                .to_owned(),
             read_rate,
             variables: h
                 .iter()
-                .filter_map(|(n, v)| n.strip_prefix("variable_").map(|n| (n.to_owned(), v.to_owned())))
+                .filter_map(|(n, v)| {
+                    n.strip_prefix("variable_")
+                        .map(|n| (n.to_owned(), v.to_owned()))
+                })
                 .collect(),
             headers: h.clone(),
         })
@@ -344,7 +362,11 @@ impl Call {
 
     /// Answers the channel and waits until `answer` has completed.
     pub async fn answer(&self) -> Result<(), EslError> {
-        self.execute("answer", None).await?.completed().await.map(|_| ())
+        self.execute("answer", None)
+            .await?
+            .completed()
+            .await
+            .map(|_| ())
     }
 
     /// Runs a dialplan application; await [`Execution::completed`] for its end.

@@ -32,9 +32,18 @@ fn encode(cmds: &[Command]) -> Vec<u8> {
 #[test]
 fn every_recorded_client_stream_parses_as_requests() {
     let mut total = 0;
-    for dir in ["esl-inbound", "esl-outbound", "media-unicast", "mod_audio_stream"] {
+    for dir in [
+        "esl-inbound",
+        "esl-outbound",
+        "media-unicast",
+        "mod_audio_stream",
+    ] {
         for entry in std::fs::read_dir(fixture_dir().join(dir)).expect("dir") {
-            let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
             if name.ends_with("client_to_fs.raw") {
                 let reqs = requests(&read(&format!("{dir}/{name}")));
                 assert!(!reqs.is_empty(), "{name}");
@@ -50,7 +59,10 @@ fn outbound_basic_commands_are_reproduced() {
     let sendmsg = |msg| Command::SendMsg { uuid: None, msg };
     let ours = encode(&[
         Command::Connect,
-        Command::MyEvents { uuid: None, format: EventFormat::Plain },
+        Command::MyEvents {
+            uuid: None,
+            format: EventFormat::Plain,
+        },
         Command::Linger(None),
         sendmsg(SendMsg::Execute {
             app: "answer".into(),
@@ -93,7 +105,10 @@ fn outbound_basic_commands_are_reproduced() {
             // The harness sent `set`'s argument as a body; a short one-line argument is
             // sent inline by us. FreeSWITCH takes either (the body when the header is absent).
             assert_eq!(b.body.as_deref(), Some(&b"fixture_var=hello world"[..]));
-            assert_eq!(a.headers.get("execute-app-arg"), Some("fixture_var=hello world"));
+            assert_eq!(
+                a.headers.get("execute-app-arg"),
+                Some("fixture_var=hello world")
+            );
             continue;
         }
         assert_eq!(a, b, "command {i}");
@@ -170,7 +185,9 @@ fn unicast_command_matches_the_recording() {
         }),
     };
     let ours = requests(&encode(&[cmd]));
-    let recorded = requests(&read("media-unicast/outbound_unicast_pcmu_native.client_to_fs.raw"));
+    let recorded = requests(&read(
+        "media-unicast/outbound_unicast_pcmu_native.client_to_fs.raw",
+    ));
     let recorded_unicast = recorded
         .iter()
         .find(|r| r.headers.get("call-command") == Some("unicast"))
@@ -185,7 +202,10 @@ fn line_breaks_cannot_inject_commands() {
         Command::api("status\n\nexit"),
         Command::Auth(Password::new("pw\nexit")),
         Command::hangup("NORMAL\r\nexit"),
-        Command::Filter { header: "Unique-ID".into(), value: "x\n\nexit".into() },
+        Command::Filter {
+            header: "Unique-ID".into(),
+            value: "x\n\nexit".into(),
+        },
         Command::SendEvent {
             name: "CUSTOM".into(),
             headers: vec![("X-A".into(), "v\n\nexit".into())],
@@ -208,7 +228,10 @@ fn line_breaks_cannot_inject_commands() {
         headers: vec![("X: y".into(), "v".into())],
         body: None,
     };
-    assert!(matches!(bad_header.encode(&mut out), Err(CommandError::BadHeaderName { .. })));
+    assert!(matches!(
+        bad_header.encode(&mut out),
+        Err(CommandError::BadHeaderName { .. })
+    ));
 }
 
 #[test]

@@ -91,7 +91,10 @@ pub async fn play(mut stream: TcpStream, steps: Vec<Step>) -> Result<Report, Str
                 for (recorded, actual) in &uuid_map {
                     replace_all(&mut bytes, recorded.as_bytes(), actual.as_bytes());
                 }
-                write_half.write_all(&bytes).await.map_err(|e| format!("step {i}: write: {e}"))?;
+                write_half
+                    .write_all(&bytes)
+                    .await
+                    .map_err(|e| format!("step {i}: write: {e}"))?;
             }
             Step::Expect(want) => {
                 let got = tokio::time::timeout(STEP_TIMEOUT, requests.next())
@@ -100,11 +103,16 @@ pub async fn play(mut stream: TcpStream, steps: Vec<Step>) -> Result<Report, Str
                     .ok_or_else(|| format!("step {i}: client closed; expected {:?}", want.line))?
                     .map_err(|e| format!("step {i}: bad request: {e}"))?;
                 if meaning(&got) != meaning(&want) {
-                    return Err(format!("step {i}: expected {:?}\n got {:?}", meaning(&want), meaning(&got)));
+                    return Err(format!(
+                        "step {i}: expected {:?}\n got {:?}",
+                        meaning(&want),
+                        meaning(&got)
+                    ));
                 }
-                if let (Some(recorded), Some(actual)) =
-                    (want.headers.get("Event-UUID"), got.headers.get("Event-UUID"))
-                {
+                if let (Some(recorded), Some(actual)) = (
+                    want.headers.get("Event-UUID"),
+                    got.headers.get("Event-UUID"),
+                ) {
                     uuid_map.push((recorded.to_owned(), actual.to_owned()));
                 }
                 report.requests.push(got);
@@ -112,7 +120,10 @@ pub async fn play(mut stream: TcpStream, steps: Vec<Step>) -> Result<Report, Str
         }
     }
     // FreeSWITCH closed the socket at the end of every recording.
-    write_half.shutdown().await.map_err(|e| format!("shutdown: {e}"))?;
+    write_half
+        .shutdown()
+        .await
+        .map_err(|e| format!("shutdown: {e}"))?;
     let mut rest = requests.read_buffer().to_vec();
     let mut read_half = requests.into_inner();
     tokio::time::timeout(STEP_TIMEOUT, read_half.read_to_end(&mut rest))
