@@ -12,6 +12,8 @@
 //! The protocol facts this crate relies on are the ones observed on the wire, listed in
 //! the fixtures' README; see `docs/decisions/0001-esl-library.md` for why the codec is ours.
 
+#![warn(missing_docs)]
+
 pub mod codec;
 pub mod command;
 pub mod connection;
