@@ -2,10 +2,17 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "realtime-probe", version, about = "Measure realtime latency (not implemented yet)")]
+#[command(
+    name = "realtime-probe",
+    version,
+    about = "Measure realtime latency (not implemented yet)"
+)]
 struct Cli {}
 
 fn main() {
     let _ = Cli::parse();
-    std::process::exit(probes::not_implemented("realtime-probe", "issue 6: realtime-probe"));
+    std::process::exit(probes::not_implemented(
+        "realtime-probe",
+        "issue 6: realtime-probe",
+    ));
 }
