@@ -104,27 +104,33 @@ async fn echo_call(
     let (mut rx, tx) = leg.split()?;
     let deadline = tokio::time::sleep(max);
     tokio::pin!(deadline);
-    loop {
+    let outcome: anyhow::Result<()> = loop {
         tokio::select! {
             frame = rx.recv() => {
-                let frame = frame?;
-                tx.push(frame.bytes())?;
+                let echoed = frame.map_err(anyhow::Error::from)
+                    .and_then(|f| tx.push(f.bytes()).map_err(anyhow::Error::from));
+                if let Err(e) = echoed {
+                    break Err(e);
+                }
             }
             event = call.next_event() => match event {
-                Some(Incoming::Event(e)) if e.name() == Some("CHANNEL_HANGUP") => break,
+                Some(Incoming::Event(e)) if e.name() == Some("CHANNEL_HANGUP") => break Ok(()),
                 Some(_) => {}
-                None => break,
+                None => break Ok(()),
             },
             () = &mut deadline => {
                 info!(uuid = %ch.unique_id, "maximum call duration reached");
-                call.hangup("NORMAL_CLEARING").await?;
-                break;
+                break call.hangup("NORMAL_CLEARING").await.map_err(Into::into);
             }
         }
+    };
+    if outcome.is_err() {
+        // Never leave the caller in silence: end the call we can no longer serve.
+        let _ = call.hangup("NORMAL_TEMPORARY_FAILURE").await;
     }
     tx.flush();
     // Let the linger events arrive and the session close.
     while call.next_event().await.is_some() {}
     info!(uuid = %ch.unique_id, media = ?counters.snapshot(), "call ended");
-    Ok(())
+    outcome
 }
