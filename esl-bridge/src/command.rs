@@ -36,6 +36,13 @@ pub enum CommandError {
         /// Which part of the command.
         what: &'static str,
     },
+    /// A header that frames the message (`Content-Length`) is set by the encoder only;
+    /// a caller-supplied one would make FreeSWITCH read the following commands as a body.
+    #[error("header {name:?} is reserved for framing")]
+    ReservedHeader {
+        /// The name given.
+        name: String,
+    },
     /// A header name with characters that cannot appear in one.
     #[error("invalid header name {name:?}")]
     BadHeaderName {
@@ -289,6 +296,11 @@ impl Command {
             } => {
                 w.line(&["sendevent", one_word(name, "event name")?]);
                 for (n, v) in headers {
+                    if n.trim().eq_ignore_ascii_case("content-length") {
+                        return Err(CommandError::ReservedHeader {
+                            name: n.chars().take(40).collect(),
+                        });
+                    }
                     w.header(n, one_line(v, "event header value")?)?;
                 }
                 if let Some(body) = body {

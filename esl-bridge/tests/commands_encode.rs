@@ -235,6 +235,25 @@ fn line_breaks_cannot_inject_commands() {
 }
 
 #[test]
+fn callers_cannot_set_the_framing_length() {
+    // Found by the `command_roundtrip` fuzz target: a caller-supplied Content-Length
+    // would make FreeSWITCH swallow the next commands as this event's body.
+    for name in ["Content-Length", "content-length", "CONTENT-LENGTH"] {
+        let cmd = Command::SendEvent {
+            name: "CUSTOM".into(),
+            headers: vec![(name.into(), "100".into())],
+            body: None,
+        };
+        let mut out = BytesMut::new();
+        assert!(
+            matches!(cmd.encode(&mut out), Err(CommandError::ReservedHeader { .. })),
+            "{name}"
+        );
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
 fn password_is_never_printed() {
     let cmd = Command::Auth(Password::new("ClueCon"));
     assert!(!format!("{cmd:?}").contains("ClueCon"));
