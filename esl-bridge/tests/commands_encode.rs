@@ -246,7 +246,10 @@ fn callers_cannot_set_the_framing_length() {
         };
         let mut out = BytesMut::new();
         assert!(
-            matches!(cmd.encode(&mut out), Err(CommandError::ReservedHeader { .. })),
+            matches!(
+                cmd.encode(&mut out),
+                Err(CommandError::ReservedHeader { .. })
+            ),
             "{name}"
         );
         assert!(out.is_empty());
