@@ -195,7 +195,10 @@ impl<H> BlockCutter<H> {
                 self.scan_from = self.scan_from.saturating_sub(leading);
             }
             let Some(end) = find_blank_line(buf, self.scan_from) else {
-                if buf.len() > self.limits.max_header_bytes {
+                // A trailing `\n` may be the first half of the blank line: not header
+                // bytes yet, or where a read ends would change what is accepted.
+                let block_so_far = buf.len() - usize::from(buf.last() == Some(&b'\n'));
+                if block_so_far > self.limits.max_header_bytes {
                     return Err(FrameError::HeaderBlockTooLarge {
                         limit: self.limits.max_header_bytes,
                     });
@@ -403,6 +406,30 @@ mod tests {
         assert!(matches!(
             decoder.decode(&mut buf),
             Err(FrameError::HeaderBlockTooLarge { limit: 64 })
+        ));
+    }
+
+    #[test]
+    fn header_block_at_the_limit_is_accepted_however_it_is_split() {
+        // Found by the `decoder` fuzz target: a read ending between the two newlines
+        // of a block of exactly the limit used to be refused.
+        let limits = FrameLimits {
+            max_header_bytes: 5,
+            ..FrameLimits::default()
+        };
+        let mut decoder = FrameDecoder::new(limits);
+        let mut buf = BytesMut::from(&b"abc:d\n"[..]);
+        assert!(decoder.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"\n");
+        let frame = decoder
+            .decode(&mut buf)
+            .unwrap()
+            .expect("frame at the limit");
+        assert_eq!(frame.headers.get("abc"), Some("d"));
+        let mut over = BytesMut::from(&b"abcd:e\n"[..]);
+        assert!(matches!(
+            FrameDecoder::new(limits).decode(&mut over),
+            Err(FrameError::HeaderBlockTooLarge { limit: 5 })
         ));
     }
 
