@@ -23,6 +23,7 @@ pub mod inbound;
 pub mod media;
 pub mod message;
 pub mod outbound;
+pub mod reconnect;
 pub mod urlcode;
 
 pub use codec::EslCodec;
