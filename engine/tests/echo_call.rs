@@ -1,0 +1,260 @@
+//! `tom serve` as a black box: a scripted FreeSWITCH connects to it over ESL (with the
+//! recorded `connect` reply), the engine answers and starts unicast, and audio sent to
+//! its media leg comes back. The logs carry the caller only as a hash.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use esl_bridge::codec::{Request, RequestCodec};
+use esl_bridge::frame::FrameDecoder;
+use esl_bridge::urlcode::url_encode;
+use futures_util::StreamExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::process::{Child, Command};
+use tokio_util::codec::FramedRead;
+
+/// Safety net only; a healthy run takes well under a second of steps (plus pacing).
+const LIMIT: Duration = Duration::from_secs(30);
+const CALLER: &str = "+4930123456";
+
+fn fixtures() -> std::path::PathBuf {
+    std::env::var_os("TOM_FIXTURES")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/fixtures/freeswitch"
+            )
+            .into()
+        })
+}
+
+/// The first message FreeSWITCH sent in `outbound_basic`: the `connect` reply.
+fn recorded_connect_reply() -> Vec<u8> {
+    let raw = std::fs::read(fixtures().join("esl-outbound/outbound_basic.fs_to_client.raw"))
+        .expect("fixture");
+    let end = raw
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .expect("header block")
+        + 2;
+    let mut buf = BytesMut::from(&raw[..end]);
+    FrameDecoder::default()
+        .decode(&mut buf)
+        .expect("frames")
+        .expect("connect reply");
+    raw[..end].to_vec()
+}
+
+fn plain_event(headers: &[(&str, &str)]) -> Vec<u8> {
+    let body: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {}\n", url_encode(v)))
+        .chain(std::iter::once("\n".to_owned()))
+        .collect();
+    format!(
+        "Content-Length: {}\nContent-Type: text/event-plain\n\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+struct Engine {
+    child: Child,
+    logs: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+async fn start_engine() -> (Engine, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tom"))
+        .args([
+            "serve",
+            "--esl-listen",
+            "127.0.0.1:0",
+            "--max-call-secs",
+            "60",
+        ])
+        .env("TOM_PII_SALT", "test-salt")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tom starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (tx, mut logs) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The engine logs the address it listens on (port 0 picks a free one).
+    let addr = loop {
+        let line = logs.recv().await.expect("engine log");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        if let Some(listen) = v["fields"]["listen"].as_str() {
+            break listen.parse().expect("socket address");
+        }
+    };
+    (Engine { child, logs }, addr)
+}
+
+async fn expect(requests: &mut FramedRead<tokio::net::tcp::ReadHalf<'_>, RequestCodec>) -> Request {
+    requests
+        .next()
+        .await
+        .expect("engine sent a command")
+        .expect("well-formed command")
+}
+
+#[tokio::test]
+async fn tom_serve_answers_and_echoes_caller_audio() {
+    let (mut engine, addr) = tokio::time::timeout(LIMIT, start_engine())
+        .await
+        .expect("engine up");
+    let mut stream = TcpStream::connect(addr).await.expect("FreeSWITCH connects");
+    let (read, mut write) = stream.split();
+    let mut requests = FramedRead::new(read, RequestCodec::default());
+    let uuid = "8bb67b32-2d9c-4933-ab0c-fec0f984b6af";
+    let ok = b"Content-Type: command/reply\nReply-Text: +OK\n\n";
+
+    let script = async {
+        assert_eq!(expect(&mut requests).await.line, "connect");
+        write
+            .write_all(&recorded_connect_reply())
+            .await
+            .expect("write");
+        assert_eq!(expect(&mut requests).await.line, "myevents");
+        write
+            .write_all(b"Content-Type: command/reply\nReply-Text: +OK Events Enabled\n\n")
+            .await
+            .expect("write");
+        assert_eq!(expect(&mut requests).await.line, "linger");
+        write
+            .write_all(b"Content-Type: command/reply\nReply-Text: +OK will linger\n\n")
+            .await
+            .expect("write");
+
+        let answer = expect(&mut requests).await;
+        assert_eq!(answer.headers.get("execute-app-name"), Some("answer"));
+        let app_uuid = answer
+            .headers
+            .get("Event-UUID")
+            .expect("Event-UUID")
+            .to_owned();
+        write.write_all(ok).await.expect("write");
+        write
+            .write_all(&plain_event(&[
+                ("Event-Name", "CHANNEL_EXECUTE_COMPLETE"),
+                ("Unique-ID", uuid),
+                ("Application", "answer"),
+                ("Application-UUID", &app_uuid),
+                ("Application-Response", "_none_"),
+            ]))
+            .await
+            .expect("write");
+
+        let unicast = expect(&mut requests).await;
+        assert_eq!(unicast.headers.get("call-command"), Some("unicast"));
+        assert_eq!(unicast.headers.get("transport"), Some("udp"));
+        assert_eq!(unicast.headers.get("flags"), None, "L16, not native");
+        let port = |name| {
+            unicast
+                .headers
+                .get(name)
+                .expect(name)
+                .parse::<u16>()
+                .expect("port")
+        };
+        let fs_side = SocketAddr::from(([127, 0, 0, 1], port("local-port")));
+        let engine_side = SocketAddr::from(([127, 0, 0, 1], port("remote-port")));
+        write.write_all(ok).await.expect("write");
+
+        // FreeSWITCH's side of the stream: PCMU channel, so L16 at 8 kHz, 320-byte frames.
+        let media = UdpSocket::bind(fs_side)
+            .await
+            .expect("bind FreeSWITCH side");
+        let mut echoed = Vec::new();
+        let mut buf = [0u8; 2048];
+        for i in 0..10u8 {
+            let frame = [i; 320];
+            media.send_to(&frame, engine_side).await.expect("send");
+            let (n, from) = media.recv_from(&mut buf).await.expect("echo");
+            assert_eq!(
+                from, engine_side,
+                "audio comes back from the engine's socket"
+            );
+            echoed.push(buf[..n].to_vec());
+        }
+        for (i, frame) in echoed.iter().enumerate() {
+            assert_eq!(frame, &vec![i as u8; 320]);
+        }
+
+        // The caller hangs up: events, the linger notice, then the engine must `exit`.
+        write
+            .write_all(&plain_event(&[
+                ("Event-Name", "CHANNEL_HANGUP"),
+                ("Unique-ID", uuid),
+            ]))
+            .await
+            .expect("write");
+        write
+            .write_all(&plain_event(&[
+                ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
+                ("Unique-ID", uuid),
+            ]))
+            .await
+            .expect("write");
+        write
+            .write_all(
+                format!("Content-Type: text/disconnect-notice\nControlled-Session-UUID: {uuid}\nContent-Disposition: linger\nLinger-Time: -1\nContent-Length: 0\n\n")
+                    .as_bytes(),
+            )
+            .await
+            .expect("write");
+        assert_eq!(expect(&mut requests).await.line, "exit");
+        write
+            .write_all(b"Content-Type: command/reply\nReply-Text: +OK bye\n\nContent-Type: text/disconnect-notice\nContent-Length: 0\n\n")
+            .await
+            .expect("write");
+        write.shutdown().await.expect("close");
+    };
+    tokio::time::timeout(LIMIT, script)
+        .await
+        .expect("call script");
+
+    // The engine logs the end of the call; no log line carries the number in clear.
+    let mut logs = Vec::new();
+    let ended = tokio::time::timeout(LIMIT, async {
+        while let Some(line) = engine.logs.recv().await {
+            let done = line.contains("call ended");
+            logs.push(line);
+            if done {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "no 'call ended' log line: {logs:#?}");
+    let started = logs
+        .iter()
+        .find(|l| l.contains("call started"))
+        .expect("call started log");
+    let v: serde_json::Value = serde_json::from_str(started).expect("json");
+    assert_eq!(
+        v["fields"]["caller"].as_str().map(str::len),
+        Some(16),
+        "{started}"
+    );
+    assert_eq!(v["fields"]["did"], "9999");
+    for line in &logs {
+        assert!(
+            !line.contains(CALLER.trim_start_matches('+')),
+            "caller number in clear: {line}"
+        );
+    }
+    engine.child.kill().await.expect("stop engine");
+}
