@@ -6,10 +6,8 @@
 //! `--max-call-secs`. The conversation backends (local pipeline, cloud provider) and
 //! the HTTP endpoints are not built yet; see the README.
 
-mod pii;
-mod serve;
-
 use clap::{Parser, Subcommand};
+use engine::serve;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -1,0 +1,4 @@
+//! Audio basics: codecs and sans-IO speech detection, independent of sockets and models.
+
+pub mod endpointer;
+pub mod g711;

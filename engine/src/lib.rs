@@ -1,0 +1,8 @@
+//! The TOM realtime engine as a library; the `tom` binary is a thin CLI over it.
+//!
+//! Built so far: the FreeSWITCH-facing `serve` shell (echo), caller-number hashing, and
+//! the sans-IO audio basics (G.711, endpointer). See the README for what is not real yet.
+
+pub mod audio;
+pub mod pii;
+pub mod serve;
