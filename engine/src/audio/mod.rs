@@ -2,3 +2,4 @@
 
 pub mod endpointer;
 pub mod g711;
+pub mod wav;
