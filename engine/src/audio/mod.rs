@@ -2,4 +2,5 @@
 
 pub mod endpointer;
 pub mod g711;
+pub mod resample;
 pub mod wav;
