@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 
-# build-essential/pkg-config: C code of -sys crates.
-APT_PACKAGES=(build-essential pkg-config)
+# build-essential/pkg-config: C code of -sys crates. espeak-ng: speech for the
+# endpointing tests (and, later, phonemes for the Piper voice).
+APT_PACKAGES=(build-essential pkg-config espeak-ng)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

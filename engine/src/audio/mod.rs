@@ -3,4 +3,5 @@
 pub mod endpointer;
 pub mod g711;
 pub mod resample;
+pub mod vad;
 pub mod wav;

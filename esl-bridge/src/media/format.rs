@@ -80,7 +80,7 @@ impl MediaFormat {
     /// [`MediaError::UnsupportedRate`] unless `rate` is within 8000..=48000 and a whole
     /// number of samples fits in 20 ms.
     pub fn l16(rate: u32) -> Result<Self, MediaError> {
-        if (8_000..=48_000).contains(&rate) && rate % FRAMES_PER_SECOND == 0 {
+        if (8_000..=48_000).contains(&rate) && rate.is_multiple_of(FRAMES_PER_SECOND) {
             Ok(Self {
                 encoding: Encoding::L16,
                 rate,
