@@ -14,6 +14,10 @@ if [ ! -f "$fixtures/README.md" ]; then
 fi
 export TOM_FIXTURES="$fixtures"
 
+step "model tools: converter and fetcher tests (python, numpy in \$TOM_CACHE/venv)"
+scripts/fetch-models.sh --venv-only
+PYTHONDONTWRITEBYTECODE=1 "$TOM_CACHE/venv/bin/python" -m unittest discover -s tools/models
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
