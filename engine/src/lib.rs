@@ -4,5 +4,7 @@
 //! the sans-IO audio basics (G.711, endpointer). See the README for what is not real yet.
 
 pub mod audio;
+pub mod backend;
+pub mod models;
 pub mod pii;
 pub mod serve;

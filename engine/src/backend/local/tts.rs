@@ -1,0 +1,1 @@
+//! Piper TTS (in progress).
