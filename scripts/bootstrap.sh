@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 
-# build-essential/pkg-config: C code of -sys crates. espeak-ng: speech for the
-# endpointing tests (and, later, phonemes for the Piper voice).
-APT_PACKAGES=(build-essential pkg-config espeak-ng)
+# build-essential/pkg-config: C code of -sys crates. cmake/clang/libclang-dev:
+# whisper.cpp (whisper-rs-sys) and bindgen. espeak-ng: speech for the endpointing and
+# STT tests (and phonemes for the Piper voice).
+APT_PACKAGES=(build-essential pkg-config cmake clang libclang-dev espeak-ng)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -18,6 +18,9 @@ step "model tools: converter and fetcher tests (python, numpy in \$TOM_CACHE/ven
 scripts/fetch-models.sh --venv-only
 PYTHONDONTWRITEBYTECODE=1 "$TOM_CACHE/venv/bin/python" -m unittest discover -s tools/models
 
+step "models for the local-pipeline tests (cached in \$TOM_CACHE, verified by sha256)"
+scripts/fetch-models.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -6,7 +6,13 @@
 //! `--max-call-secs`. The conversation backends (local pipeline, cloud provider) and
 //! the HTTP endpoints are not built yet; see the README.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use engine::audio::wav::{self, Channels};
+use engine::backend::local::stt::WhisperModel;
+use engine::models::{model_file, models_dir};
 use engine::serve;
 
 #[derive(Parser, Debug)]
@@ -24,18 +30,89 @@ struct Cli {
 enum Command {
     /// Accept FreeSWITCH outbound ESL connections and serve calls.
     Serve(serve::ServeArgs),
+    /// Transcribe a WAV file with the local whisper model.
+    Transcribe {
+        /// The WAV file (any rate; stereo is mixed down).
+        file: PathBuf,
+        /// Language code for multilingual models (e.g. `de`); detected when absent.
+        #[arg(long)]
+        lang: Option<String>,
+        /// Model id from models/models.toml.
+        #[arg(long, default_value = "whisper-tiny-en-ggml")]
+        model: String,
+        /// Inference threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// ggml file name of each whisper model id.
+fn whisper_file(id: &str) -> anyhow::Result<&'static str> {
+    match id {
+        "whisper-tiny-en-ggml" => Ok("ggml-tiny.en.bin"),
+        "whisper-base-ggml" => Ok("ggml-base.bin"),
+        other => anyhow::bail!(
+            "unknown whisper model {other:?} (whisper-tiny-en-ggml, whisper-base-ggml)"
+        ),
+    }
+}
+
+fn transcribe(
+    file: &std::path::Path,
+    lang: Option<&str>,
+    model: &str,
+    threads: usize,
+) -> anyhow::Result<()> {
+    let pcm = wav::read(file, Channels::Mix)?;
+    let path = model_file(&models_dir(), model, whisper_file(model)?)?;
+    let whisper = WhisperModel::load(&path, model, threads)?;
+    let transcript = whisper
+        .transcribe(&pcm, lang)
+        .with_context(|| format!("transcribing {}", file.display()))?;
+    println!("{}", transcript.text);
+    tracing::info!(
+        audio_s = transcript.audio_seconds,
+        stt_ms = transcript.elapsed.as_millis() as u64,
+        "transcribed"
+    );
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    // A user error (missing file, missing model) is one line with its causes, not a
+    // backtrace, whatever RUST_BACKTRACE says.
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run()));
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tom: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    // Logs go to stderr so that stdout carries only a command's output (a transcript).
     tracing_subscriber::fmt()
         .json()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,whisper_rs=warn")),
         )
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Transcribe {
+            file,
+            lang,
+            model,
+            threads,
+        } => {
+            tokio::task::spawn_blocking(move || transcribe(&file, lang.as_deref(), &model, threads))
+                .await?
+        }
     }
 }

@@ -78,11 +78,11 @@ async fn start_engine() -> (Engine, SocketAddr) {
         ])
         .env("TOM_PII_SALT", "test-salt")
         .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("tom starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let (tx, mut logs) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {

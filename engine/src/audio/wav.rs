@@ -7,12 +7,12 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum WavError {
     /// The file could not be opened, parsed or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Hound {
         /// The file.
         path: String,
-        /// What hound said.
-        source: hound::Error,
+        /// What hound said (part of the message, so not also a `source`).
+        cause: hound::Error,
     },
     /// A sample format this engine does not take (it wants integer PCM ≤ 32 bits or float).
     #[error("{path}: unsupported WAV format ({bits}-bit {format:?})")]
@@ -64,9 +64,9 @@ pub enum Channels {
 /// Reads a WAV file as mono 16-bit PCM.
 pub fn read(path: &Path, channels: Channels) -> Result<Pcm, WavError> {
     let name = || path.display().to_string();
-    let hound_err = |source| WavError::Hound {
+    let hound_err = |cause| WavError::Hound {
         path: name(),
-        source,
+        cause,
     };
     let reader = hound::WavReader::open(path).map_err(hound_err)?;
     let spec = reader.spec();
@@ -119,9 +119,9 @@ pub fn read(path: &Path, channels: Channels) -> Result<Pcm, WavError> {
 
 /// Writes mono 16-bit PCM.
 pub fn write(path: &Path, pcm: &Pcm) -> Result<(), WavError> {
-    let hound_err = |source| WavError::Hound {
+    let hound_err = |cause| WavError::Hound {
         path: path.display().to_string(),
-        source,
+        cause,
     };
     let spec = hound::WavSpec {
         channels: 1,
