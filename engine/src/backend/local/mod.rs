@@ -1,4 +1,5 @@
 //! The local pipeline: whisper STT → brain → Piper TTS, all on this machine.
 
+pub mod brain;
 pub mod stt;
 pub mod tts;
