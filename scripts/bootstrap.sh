@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # build-essential/pkg-config: C code of -sys crates. cmake/clang/libclang-dev:
 # whisper.cpp (whisper-rs-sys) and bindgen. espeak-ng: speech for the endpointing and
 # STT tests (and phonemes for the Piper voice).
-APT_PACKAGES=(build-essential pkg-config cmake clang libclang-dev espeak-ng)
+APT_PACKAGES=(build-essential pkg-config cmake clang libclang-dev espeak-ng libespeak-ng-dev)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

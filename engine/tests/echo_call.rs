@@ -23,13 +23,7 @@ const CALLER: &str = "+4930123456";
 fn fixtures() -> std::path::PathBuf {
     std::env::var_os("TOM_FIXTURES")
         .map(Into::into)
-        .unwrap_or_else(|| {
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/fixtures/freeswitch"
-            )
-            .into()
-        })
+        .unwrap_or_else(|| std::path::PathBuf::from("../../shared/fixtures/freeswitch"))
 }
 
 /// The first message FreeSWITCH sent in `outbound_basic`: the `connect` reply.

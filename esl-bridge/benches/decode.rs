@@ -33,12 +33,7 @@ const TRANSCRIPT: &str = "esl-inbound/inbound_plain_all.transcript.jsonl";
 fn fixture_dir() -> PathBuf {
     std::env::var_os("TOM_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/fixtures/freeswitch"
-            ))
-        })
+        .unwrap_or_else(|| std::path::PathBuf::from("../../shared/fixtures/freeswitch"))
 }
 
 fn read_fixture(rel: &str) -> Vec<u8> {

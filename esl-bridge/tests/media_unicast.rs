@@ -25,10 +25,7 @@ const IO_LIMIT: Duration = Duration::from_secs(5);
 fn fixture_dir() -> PathBuf {
     match std::env::var_os("TOM_FIXTURES") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/freeswitch"
-        )),
+        None => std::path::PathBuf::from("../../shared/fixtures/freeswitch"),
     }
 }
 

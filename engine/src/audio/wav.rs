@@ -152,13 +152,7 @@ mod tests {
     fn fixtures() -> std::path::PathBuf {
         std::env::var_os("TOM_FIXTURES")
             .map(Into::into)
-            .unwrap_or_else(|| {
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../shared/fixtures/freeswitch"
-                )
-                .into()
-            })
+            .unwrap_or_else(|| std::path::PathBuf::from("../../shared/fixtures/freeswitch"))
     }
 
     #[test]

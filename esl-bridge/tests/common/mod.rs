@@ -8,16 +8,13 @@ use std::path::PathBuf;
 use bytes::{Bytes, BytesMut};
 use esl_bridge::frame::{Frame, FrameDecoder};
 
-/// `$TOM_FIXTURES`, or `../shared/fixtures/freeswitch` beside the checkout.
+/// `$TOM_FIXTURES`, or `../shared/fixtures/freeswitch` beside the checkout, resolved at run
+/// time from the package root (cargo's working directory for tests): a path baked in at
+/// compile time would go stale when a cached target dir serves another clone.
 pub fn fixture_dir() -> PathBuf {
     std::env::var_os("TOM_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/fixtures/freeswitch"
-            ))
-        })
+        .unwrap_or_else(|| std::path::PathBuf::from("../../shared/fixtures/freeswitch"))
 }
 
 pub fn read(rel: &str) -> Vec<u8> {

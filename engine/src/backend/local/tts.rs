@@ -1,1 +1,0 @@
-//! Piper TTS (in progress).
