@@ -10,8 +10,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use engine::audio::resample::resample_clip;
+use engine::audio::wav::Pcm;
 use engine::audio::wav::{self, Channels};
 use engine::backend::local::stt::WhisperModel;
+use engine::backend::local::tts::{PiperVoice, DEFAULT_VOICE_ID};
 use engine::models::{model_file, models_dir};
 use engine::serve;
 
@@ -30,6 +33,20 @@ struct Cli {
 enum Command {
     /// Accept FreeSWITCH outbound ESL connections and serve calls.
     Serve(serve::ServeArgs),
+    /// Speak text with the local Piper voice into a WAV file.
+    Say {
+        /// What to say.
+        text: String,
+        /// Output WAV file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Voice id from models/models.toml.
+        #[arg(long, default_value = DEFAULT_VOICE_ID)]
+        voice: String,
+        /// Output sample rate (the voice's own rate when absent; 8000 for telephone audio).
+        #[arg(long)]
+        rate: Option<u32>,
+    },
     /// Transcribe a WAV file with the local whisper model.
     Transcribe {
         /// The WAV file (any rate; stereo is mixed down).
@@ -55,6 +72,20 @@ fn whisper_file(id: &str) -> anyhow::Result<&'static str> {
             "unknown whisper model {other:?} (whisper-tiny-en-ggml, whisper-base-ggml)"
         ),
     }
+}
+
+fn say(text: &str, out: &std::path::Path, voice: &str, rate: Option<u32>) -> anyhow::Result<()> {
+    let voice = PiperVoice::load(&models_dir(), voice)?;
+    let mut pcm = voice.synthesize(text)?;
+    if let Some(rate) = rate.filter(|&r| r != pcm.rate) {
+        pcm = Pcm {
+            samples: resample_clip(&pcm.samples, pcm.rate, rate)?,
+            rate,
+        };
+    }
+    wav::write(out, &pcm)?;
+    tracing::info!(seconds = pcm.seconds(), rate = pcm.rate, out = %out.display(), "spoken");
+    Ok(())
 }
 
 fn transcribe(
@@ -99,12 +130,19 @@ async fn run() -> anyhow::Result<()> {
         .json()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,whisper_rs=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,whisper_rs=warn,ort=warn")
+            }),
         )
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Say {
+            text,
+            out,
+            voice,
+            rate,
+        } => tokio::task::spawn_blocking(move || say(&text, &out, &voice, rate)).await?,
         Command::Transcribe {
             file,
             lang,

@@ -1,0 +1,76 @@
+//! The local voice round trip through the CLI: `tom say … --out x.wav` then
+//! `tom transcribe x.wav` returns the words, wideband and at 8 kHz G.711 telephone
+//! quality. Needs the fetched models (`scripts/fetch-models.sh`, run by scripts/test.sh).
+
+use std::path::Path;
+use std::process::Command;
+
+use engine::audio::g711::{ulaw_decode, ulaw_encode};
+use engine::audio::wav::{self, Channels, Pcm};
+
+const SENTENCE: &str = "please book a table for two people tomorrow evening";
+
+fn tom(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tom"))
+        .args(args)
+        .output()
+        .expect("tom runs");
+    assert!(
+        out.status.success(),
+        "tom {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf8 temp path")
+}
+
+#[test]
+fn say_then_transcribe_returns_the_words_wideband_and_over_the_phone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wide = dir.path().join("wide.wav");
+    tom(&["say", SENTENCE, "--out", path_str(&wide)]);
+    assert_eq!(
+        words(&tom(&["transcribe", path_str(&wide)])),
+        words(SENTENCE)
+    );
+
+    // Telephone quality: 8 kHz (band-limited by the resampler) through µ-law.
+    let narrow = dir.path().join("narrow.wav");
+    tom(&[
+        "say",
+        SENTENCE,
+        "--out",
+        path_str(&narrow),
+        "--rate",
+        "8000",
+    ]);
+    let pcm = wav::read(&narrow, Channels::Mix).expect("8 kHz wav");
+    assert_eq!(pcm.rate, 8000);
+    let phone = Pcm {
+        rate: 8000,
+        samples: pcm
+            .samples
+            .iter()
+            .map(|&s| ulaw_decode(ulaw_encode(s)))
+            .collect(),
+    };
+    let phone_path = dir.path().join("phone.wav");
+    wav::write(&phone_path, &phone).expect("write");
+    assert_eq!(
+        words(&tom(&["transcribe", path_str(&phone_path)])),
+        words(SENTENCE)
+    );
+}
