@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod backend;
+pub mod bench;
 pub mod models;
 pub mod pii;
 pub mod serve;

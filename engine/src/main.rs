@@ -14,6 +14,7 @@ use engine::audio::resample::resample_clip;
 use engine::audio::wav::Pcm;
 use engine::audio::wav::{self, Channels};
 use engine::backend::local::stt::WhisperModel;
+use engine::backend::local::tts::phrase_cache::PhraseCache;
 use engine::backend::local::tts::{PiperVoice, DEFAULT_VOICE_ID};
 use engine::models::{model_file, models_dir};
 use engine::serve;
@@ -46,6 +47,22 @@ enum Command {
         /// Output sample rate (the voice's own rate when absent; 8000 for telephone audio).
         #[arg(long)]
         rate: Option<u32>,
+    },
+    /// Measure the local pipeline's latencies on this machine (JSON on stdout).
+    Bench {
+        /// Which pipeline (only `local` today).
+        #[arg(value_parser = ["local"])]
+        target: String,
+        /// Runs per figure.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// STT models to measure (ids from models/models.toml).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "whisper-tiny-en-ggml,whisper-base-ggml"
+        )]
+        stt: Vec<String>,
     },
     /// Transcribe a WAV file with the local whisper model.
     Transcribe {
@@ -85,6 +102,24 @@ fn say(text: &str, out: &std::path::Path, voice: &str, rate: Option<u32>) -> any
     }
     wav::write(out, &pcm)?;
     tracing::info!(seconds = pcm.seconds(), rate = pcm.rate, out = %out.display(), "spoken");
+    Ok(())
+}
+
+fn bench_local(runs: usize, stt: &[String]) -> anyhow::Result<()> {
+    let root = models_dir();
+    let voice = PiperVoice::load(&root, DEFAULT_VOICE_ID)?;
+    let models = stt
+        .iter()
+        .map(|id| {
+            let path = model_file(&root, id, whisper_file(id)?)?;
+            Ok((id.clone(), WhisperModel::load(&path, id, 2)?))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let scratch = std::env::temp_dir().join(format!("tom-bench-{}", std::process::id()));
+    let cache = PhraseCache::open(&scratch, voice.cache_key())?;
+    let report = engine::bench::run_local(&voice, &models, &cache, runs);
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!("{}", serde_json::to_string_pretty(&report?)?);
     Ok(())
 }
 
@@ -143,6 +178,9 @@ async fn run() -> anyhow::Result<()> {
             voice,
             rate,
         } => tokio::task::spawn_blocking(move || say(&text, &out, &voice, rate)).await?,
+        Command::Bench { runs, stt, .. } => {
+            tokio::task::spawn_blocking(move || bench_local(runs, &stt)).await?
+        }
         Command::Transcribe {
             file,
             lang,
