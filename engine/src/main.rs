@@ -14,6 +14,7 @@ use engine::audio::resample::resample_clip;
 use engine::audio::wav::Pcm;
 use engine::audio::wav::{self, Channels};
 use engine::backend::local::stt::WhisperModel;
+use engine::backend::local::tts::espeak_voice::EspeakVoice;
 use engine::backend::local::tts::phrase_cache::PhraseCache;
 use engine::backend::local::tts::{PiperVoice, DEFAULT_VOICE_ID};
 use engine::models::{model_file, models_dir};
@@ -41,7 +42,8 @@ enum Command {
         /// Output WAV file.
         #[arg(long)]
         out: PathBuf,
-        /// Voice id from models/models.toml.
+        /// Voice id from models/models.toml, or `espeak:<lang>` (e.g. `espeak:de`) for
+        /// espeak-ng's robotic fallback voice where no Piper voice is installed.
         #[arg(long, default_value = DEFAULT_VOICE_ID)]
         voice: String,
         /// Output sample rate (the voice's own rate when absent; 8000 for telephone audio).
@@ -92,8 +94,13 @@ fn whisper_file(id: &str) -> anyhow::Result<&'static str> {
 }
 
 fn say(text: &str, out: &std::path::Path, voice: &str, rate: Option<u32>) -> anyhow::Result<()> {
-    let voice = PiperVoice::load(&models_dir(), voice)?;
-    let mut pcm = voice.synthesize(text)?;
+    let mut pcm = match voice.strip_prefix("espeak:") {
+        Some(language) => {
+            tracing::warn!(%language, "no Piper voice: using espeak-ng's fallback voice (robotic)");
+            EspeakVoice::new(language)?.synthesize(text)?
+        }
+        None => PiperVoice::load(&models_dir(), voice)?.synthesize(text)?,
+    };
     if let Some(rate) = rate.filter(|&r| r != pcm.rate) {
         pcm = Pcm {
             samples: resample_clip(&pcm.samples, pcm.rate, rate)?,

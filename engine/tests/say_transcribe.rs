@@ -74,3 +74,41 @@ fn say_then_transcribe_returns_the_words_wideband_and_over_the_phone() {
         words(SENTENCE)
     );
 }
+
+#[test]
+fn espeak_fallback_voice_speaks_a_language_without_a_piper_voice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("de.wav");
+    tom(&[
+        "say",
+        "Guten Tag, ich möchte einen Tisch reservieren.",
+        "--out",
+        path_str(&out),
+        "--voice",
+        "espeak:de",
+    ]);
+    let pcm = wav::read(&out, Channels::Mix).expect("wav");
+    assert_eq!(pcm.rate, 22050);
+    assert!((1.5..6.0).contains(&pcm.seconds()), "{} s", pcm.seconds());
+    let rms = (pcm
+        .samples
+        .iter()
+        .map(|&s| f64::from(s).powi(2))
+        .sum::<f64>()
+        / pcm.samples.len() as f64)
+        .sqrt();
+    assert!(rms > 500.0, "silent output, rms {rms}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_tom"))
+        .args([
+            "say",
+            "x",
+            "--out",
+            path_str(&out),
+            "--voice",
+            "espeak:xx-nope",
+        ])
+        .output()
+        .expect("tom runs");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no espeak-ng voice"));
+}

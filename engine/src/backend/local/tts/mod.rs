@@ -21,6 +21,7 @@
 
 use std::path::PathBuf;
 
+pub mod espeak_voice;
 pub mod phonemize;
 pub mod phrase_cache;
 pub mod piper;
