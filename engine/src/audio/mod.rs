@@ -3,5 +3,6 @@
 pub mod endpointer;
 pub mod g711;
 pub mod resample;
+pub mod silero;
 pub mod vad;
 pub mod wav;

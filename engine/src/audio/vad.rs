@@ -31,6 +31,8 @@ pub trait VoiceDetector: Send {
     fn rate(&self) -> u32;
     /// Forgets the history (between calls, or after a long gap).
     fn reset(&mut self);
+    /// A short name for logs and metric labels (`silero`, `neural`, `webrtc`).
+    fn name(&self) -> &'static str;
 }
 
 /// How eager WebRTC's detector is to call something speech (its four modes).
@@ -117,6 +119,10 @@ impl VoiceDetector for WebrtcVad {
     fn reset(&mut self) {
         self.inner.reset();
     }
+
+    fn name(&self) -> &'static str {
+        "webrtc"
+    }
 }
 
 /// A small neural detector (`earshot` 1.x: 16 kHz, 16 ms hops), fed 20 ms frames at
@@ -131,14 +137,31 @@ pub struct NeuralVad {
     pending: Vec<i16>,
 }
 
-/// The default detector's threshold, chosen by measurement (docs/decisions/0003): the
+/// The neural detector's threshold, chosen by measurement (docs/decisions/0003): the
 /// lowest that neither false-starts on white noise nor misses the end of speech at
 /// 10 dB and 5 dB SNR on G.711 telephone speech.
 pub const DEFAULT_NEURAL_THRESHOLD: f32 = 0.7;
 
-/// The detector the engine uses unless configured otherwise, for 20 ms frames at `rate`.
-pub fn default_detector(rate: u32) -> Result<NeuralVad, VadError> {
+/// The detector that needs no model files: earshot's neural detector at its measured
+/// threshold, for 20 ms frames at `rate`.
+pub fn builtin_detector(rate: u32) -> Result<NeuralVad, VadError> {
     NeuralVad::new(rate, DEFAULT_NEURAL_THRESHOLD)
+}
+
+/// The detector a call uses (docs/decisions/0003): Silero at its default threshold when
+/// its model is loaded (load it once per process and share it), else the built-in one.
+pub fn detector_for_call(
+    silero: Option<&std::sync::Arc<super::silero::SileroModel>>,
+    rate: u32,
+) -> Result<Box<dyn VoiceDetector>, VadError> {
+    match silero {
+        Some(model) => Ok(Box::new(super::silero::SileroVad::new(
+            model.clone(),
+            rate,
+            super::silero::DEFAULT_SILERO_THRESHOLD,
+        )?)),
+        None => Ok(Box::new(builtin_detector(rate)?)),
+    }
 }
 
 /// Samples per earshot hop (16 ms at 16 kHz).
@@ -215,6 +238,10 @@ impl VoiceDetector for NeuralVad {
         self.detector.reset();
         self.pending.clear();
     }
+
+    fn name(&self) -> &'static str {
+        "neural"
+    }
 }
 
 #[cfg(test)]
@@ -245,7 +272,7 @@ mod tests {
             Err(VadError::UnsupportedRate(22050))
         ));
         for rate in [8000, 16000, 32000, 48000] {
-            let mut vad = default_detector(rate).expect("rate");
+            let mut vad = builtin_detector(rate).expect("rate");
             assert!(vad.is_voiced(&vec![0; rate as usize / 100]).is_err());
             for _ in 0..20 {
                 assert_eq!(vad.is_voiced(&vec![0; rate as usize / 50]), Ok(false));
