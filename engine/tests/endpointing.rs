@@ -3,9 +3,6 @@
 //! speech; the VAD + endpointer must find onset and end of speech close to it, and must
 //! not start on noise alone.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use engine::audio::endpointer::{EndpointEvent, Endpointer, EndpointerConfig};
@@ -13,27 +10,16 @@ use engine::audio::g711::{ulaw_decode, ulaw_encode};
 use engine::audio::resample::resample_clip;
 use engine::audio::silero::{SileroModel, SileroVad, DEFAULT_SILERO_THRESHOLD};
 use engine::audio::vad::{builtin_detector, Aggressiveness, NeuralVad, VoiceDetector, WebrtcVad};
-use engine::audio::wav::{self, Channels};
 use engine::models::models_dir;
+
+mod common;
 
 const RATE: u32 = 8000;
 const FRAME: usize = 160; // 20 ms
 
-/// Speech from espeak-ng (installed by scripts/bootstrap.sh), at 8 kHz telephone quality.
+/// espeak-ng speech at 8 kHz telephone quality (resampled, through µ-law).
 fn telephone_speech(text: &str) -> Vec<i16> {
-    // One file per call: tests run in parallel, often on the same text.
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path: PathBuf = std::env::temp_dir().join(format!("tom-ep-{}-{n}.wav", std::process::id()));
-    let status = Command::new("espeak-ng")
-        .args(["-w"])
-        .arg(&path)
-        .arg(text)
-        .status()
-        .expect("espeak-ng must be installed (scripts/bootstrap.sh installs it)");
-    assert!(status.success());
-    let pcm = wav::read(&path, Channels::Mix).expect("espeak wav");
-    let _ = std::fs::remove_file(&path);
+    let pcm = common::espeak(text);
     let narrow = resample_clip(&pcm.samples, pcm.rate, RATE).expect("resample");
     narrow
         .iter()

@@ -8,6 +8,9 @@ use std::process::Command;
 use engine::audio::g711::{ulaw_decode, ulaw_encode};
 use engine::audio::wav::{self, Channels, Pcm};
 
+mod common;
+use common::words;
+
 const SENTENCE: &str = "please book a table for two people tomorrow evening";
 
 fn tom(args: &[&str]) -> String {
@@ -21,16 +24,6 @@ fn tom(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn words(text: &str) -> Vec<String> {
-    text.split_whitespace()
-        .map(|w| {
-            w.trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .collect()
 }
 
 fn path_str(p: &Path) -> &str {

@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use engine::audio::g711::{ulaw_decode, ulaw_encode};
 use engine::audio::resample::resample_clip;
-use engine::audio::wav::{self, Channels, Pcm};
+use engine::audio::wav::{self, Pcm};
 use engine::backend::local::stt::{SttError, SttPool, WhisperModel};
 use engine::models::{model_file, models_dir};
+
+mod common;
+use common::{espeak, words};
 
 const SENTENCE: &str = "please book a table for two people tomorrow evening";
 
@@ -16,33 +19,6 @@ fn tiny_en() -> WhisperModel {
     let path = model_file(&models_dir(), "whisper-tiny-en-ggml", "ggml-tiny.en.bin")
         .unwrap_or_else(|e| panic!("{e}"));
     WhisperModel::load(&path, "whisper-tiny-en-ggml", 2).expect("load tiny.en")
-}
-
-fn espeak(text: &str) -> Pcm {
-    let path =
-        std::env::temp_dir().join(format!("tom-stt-{}-{}.wav", std::process::id(), text.len()));
-    let ok = Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&path)
-        .arg(text)
-        .status()
-        .expect("espeak-ng must be installed (scripts/bootstrap.sh installs it)")
-        .success();
-    assert!(ok);
-    let pcm = wav::read(&path, Channels::Mix).expect("wav");
-    let _ = std::fs::remove_file(&path);
-    pcm
-}
-
-fn words(text: &str) -> Vec<String> {
-    text.split_whitespace()
-        .map(|w| {
-            w.trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .map(|w| if w == "2" { "two".to_owned() } else { w })
-        .collect()
 }
 
 #[test]
