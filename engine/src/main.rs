@@ -180,15 +180,21 @@ fn models(action: ModelsAction) -> anyhow::Result<()> {
     }
 }
 
-/// ggml file name of each whisper model id.
-fn whisper_file(id: &str) -> anyhow::Result<&'static str> {
-    match id {
-        "whisper-tiny-en-ggml" => Ok("ggml-tiny.en.bin"),
-        "whisper-base-ggml" => Ok("ggml-base.bin"),
-        other => anyhow::bail!(
-            "unknown whisper model {other:?} (whisper-tiny-en-ggml, whisper-base-ggml)"
-        ),
-    }
+/// The ggml file of a whisper model id, as the manifest lists it.
+fn whisper_file(id: &str) -> anyhow::Result<String> {
+    let manifest = Manifest::embedded().map_err(anyhow::Error::msg)?;
+    manifest
+        .models
+        .get(id)
+        .and_then(|m| {
+            m.files
+                .iter()
+                .find(|f| f.path.ends_with(".bin") && f.path.starts_with("ggml-"))
+        })
+        .map(|f| f.path.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!("{id:?} is not a whisper ggml model (see `tom models list`)")
+        })
 }
 
 fn say(text: &str, out: &std::path::Path, voice: &str, rate: Option<u32>) -> anyhow::Result<()> {
@@ -216,7 +222,7 @@ fn bench_local(runs: usize, stt: &[String]) -> anyhow::Result<()> {
     let models = stt
         .iter()
         .map(|id| {
-            let path = model_file(&root, id, whisper_file(id)?)?;
+            let path = model_file(&root, id, &whisper_file(id)?)?;
             Ok((id.clone(), WhisperModel::load(&path, id, 2)?))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -235,7 +241,7 @@ fn transcribe(
     threads: usize,
 ) -> anyhow::Result<()> {
     let pcm = wav::read(file, Channels::Mix)?;
-    let path = model_file(&models_dir(), model, whisper_file(model)?)?;
+    let path = model_file(&models_dir(), model, &whisper_file(model)?)?;
     let whisper = WhisperModel::load(&path, model, threads)?;
     let transcript = whisper
         .transcribe(&pcm, lang)

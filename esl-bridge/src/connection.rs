@@ -573,3 +573,29 @@ async fn sleep_until_opt(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// The next message during a handshake (before the connection task owns the socket).
+pub(crate) async fn next_message<S>(framed: &mut Framed<S, EslCodec>) -> Result<Message, EslError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let frame = framed.next().await.ok_or(EslError::Closed)??;
+    Message::from_frame(frame).map_err(|e| EslError::Unexpected {
+        step: "handshake",
+        got: e.to_string(),
+    })
+}
+
+pub(crate) fn unexpected(step: &'static str, msg: &Message) -> EslError {
+    let got = match msg {
+        Message::AuthRequest => "auth/request".to_owned(),
+        Message::CommandReply(r) => format!("command/reply {:?}", r.text),
+        Message::ApiResponse(a) => format!("api/response {:?}", a.text()),
+        Message::Event(e) => format!("event {}", e.name().unwrap_or("?")),
+        Message::Log(_) => "log/data".to_owned(),
+        Message::DisconnectNotice(_) => "disconnect notice".to_owned(),
+        Message::RudeRejection(_) => "rude rejection".to_owned(),
+        Message::Unknown(f) => format!("unknown {:?}", f.content_type()),
+    };
+    EslError::Unexpected { step, got }
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
@@ -13,8 +13,8 @@ use tracing::warn;
 use crate::codec::EslCodec;
 use crate::command::{Command, Password};
 use crate::connection::{
-    self, ok_reply, BackgroundJob, EslCounters, EslError, EslHandle, Incoming, Response,
-    TaskOptions,
+    self, next_message, ok_reply, unexpected, BackgroundJob, EslCounters, EslError, EslHandle,
+    Incoming, Response, TaskOptions,
 };
 use crate::event::EventFormat;
 use crate::frame::FrameLimits;
@@ -198,29 +198,4 @@ impl InboundClient {
         while self.incoming.recv().await.is_some() {}
         reply.map(|_| ())
     }
-}
-
-pub(crate) async fn next_message<S>(framed: &mut Framed<S, EslCodec>) -> Result<Message, EslError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let frame = framed.next().await.ok_or(EslError::Closed)??;
-    Message::from_frame(frame).map_err(|e| EslError::Unexpected {
-        step: "handshake",
-        got: e.to_string(),
-    })
-}
-
-pub(crate) fn unexpected(step: &'static str, msg: &Message) -> EslError {
-    let got = match msg {
-        Message::AuthRequest => "auth/request".to_owned(),
-        Message::CommandReply(r) => format!("command/reply {:?}", r.text),
-        Message::ApiResponse(a) => format!("api/response {:?}", a.text()),
-        Message::Event(e) => format!("event {}", e.name().unwrap_or("?")),
-        Message::Log(_) => "log/data".to_owned(),
-        Message::DisconnectNotice(_) => "disconnect notice".to_owned(),
-        Message::RudeRejection(_) => "rude rejection".to_owned(),
-        Message::Unknown(f) => format!("unknown {:?}", f.content_type()),
-    };
-    EslError::Unexpected { step, got }
 }

@@ -21,11 +21,11 @@ use tracing::{debug, info, warn};
 use crate::codec::EslCodec;
 use crate::command::{Command, SendMsg, UnicastParams};
 use crate::connection::{
-    self, ok_reply, EslCounters, EslError, EslHandle, Execution, Incoming, Response, TaskOptions,
+    self, next_message, ok_reply, unexpected, EslCounters, EslError, EslHandle, Execution,
+    Incoming, Response, TaskOptions,
 };
 use crate::event::{Event, EventFormat};
 use crate::frame::{FrameLimits, Headers};
-use crate::inbound::{next_message, unexpected};
 use crate::message::{ApiResponse, Message, Reply};
 
 /// Settings of the outbound listener.

@@ -4,8 +4,10 @@
 // Tests fail loudly on broken fixtures or sockets; the no-unwrap rule is for library code.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::fixture_dir;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,13 +23,6 @@ const MS: Duration = Duration::from_millis(1);
 const FRAME: Duration = Duration::from_millis(20);
 /// Safety net for loopback I/O that should complete at once; never a wait for a condition.
 const IO_LIMIT: Duration = Duration::from_secs(5);
-
-fn fixture_dir() -> PathBuf {
-    match std::env::var_os("TOM_FIXTURES") {
-        Some(dir) => PathBuf::from(dir),
-        None => std::path::PathBuf::from("../../shared/fixtures/freeswitch"),
-    }
-}
 
 struct Capture {
     native: bool,

@@ -5,6 +5,8 @@
 use audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
+use super::f32_to_i16;
+
 /// Why a resampler could not be built or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ResampleError {
@@ -97,7 +99,7 @@ impl FrameResampler {
             .inner
             .process_into_buffer(&input, &mut output, None)
             .map_err(|e| process(e.to_string()))?;
-        out.extend(self.output[..written].iter().map(|&v| to_i16(v)));
+        out.extend(self.output[..written].iter().map(|&v| f32_to_i16(v)));
         Ok(())
     }
 
@@ -133,11 +135,7 @@ pub fn resample_clip(samples: &[i16], from: u32, to: u32) -> Result<Vec<i16>, Re
     let (_, written) = inner
         .process_all_into_buffer(&input_adapter, &mut output_adapter, input.len(), None)
         .map_err(|e| process(e.to_string()))?;
-    Ok(output[..written].iter().map(|&v| to_i16(v)).collect())
-}
-
-fn to_i16(v: f32) -> i16 {
-    (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+    Ok(output[..written].iter().map(|&v| f32_to_i16(v)).collect())
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use super::f32_to_i16;
+
 /// Why a WAV file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum WavError {
@@ -108,7 +110,7 @@ pub fn read(path: &Path, channels: Channels) -> Result<Pcm, WavError> {
                 Channels::Mix => frame.iter().sum::<f32>() / f32::from(n),
                 Channels::Only(c) => frame.get(usize::from(c)).copied().unwrap_or(0.0),
             };
-            to_i16(v)
+            f32_to_i16(v)
         })
         .collect();
     Ok(Pcm {
@@ -134,10 +136,6 @@ pub fn write(path: &Path, pcm: &Pcm) -> Result<(), WavError> {
         writer.write_sample(s).map_err(hound_err)?;
     }
     writer.finalize().map_err(hound_err)
-}
-
-fn to_i16(v: f32) -> i16 {
-    (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ impl WhisperModel {
     pub fn transcribe(&self, pcm: &Pcm, language: Option<&str>) -> Result<Transcript, SttError> {
         let started = Instant::now();
         let samples = resample_clip(&pcm.samples, pcm.rate, WHISPER_RATE)?;
-        let audio: Vec<f32> = samples.iter().map(|&s| f32::from(s) / 32768.0).collect();
+        let mut audio: Vec<f32> = samples.iter().map(|&s| f32::from(s) / 32768.0).collect();
         let audio_seconds = audio.len() as f64 / f64::from(WHISPER_RATE);
         let mut state = self
             .context
@@ -151,16 +151,11 @@ impl WhisperModel {
         params.set_print_timestamps(false);
         // Whisper pads to 1 s internally; shorter input gives "no audio" errors.
         let min_len = WHISPER_RATE as usize + WHISPER_RATE as usize / 10;
-        let mut padded;
-        let input = if audio.len() < min_len {
-            padded = audio.clone();
-            padded.resize(min_len, 0.0);
-            &padded[..]
-        } else {
-            &audio[..]
-        };
+        if audio.len() < min_len {
+            audio.resize(min_len, 0.0);
+        }
         state
-            .full(params, input)
+            .full(params, &audio)
             .map_err(|e| SttError::Whisper(e.to_string()))?;
         let text = state
             .as_iter()
