@@ -1,0 +1,3 @@
+//! The cloud realtime provider: an OpenAI Realtime protocol client over a WebSocket.
+
+pub mod protocol;
