@@ -16,15 +16,21 @@ pub struct EndpointerConfig {
     pub min_speech: u32,
     /// Consecutive unvoiced frames after speech that end the utterance.
     pub hangover: u32,
+    /// Consecutive unvoiced frames after speech that announce a [`EndpointEvent::Pause`]
+    /// (the turn may be over: start speculative work). 0, or not below `hangover`: off.
+    pub pause: u32,
 }
 
 impl Default for EndpointerConfig {
     /// 100 ms to start (5 frames), 500 ms of silence to end (25 frames): short enough
-    /// for a snappy reply, long enough not to cut a caller between words.
+    /// for a snappy reply, long enough not to cut a caller between words. A pause is
+    /// announced after 160 ms (8 frames), so whisper can run during the rest of the
+    /// hangover.
     fn default() -> Self {
         Self {
             min_speech: 5,
             hangover: 25,
+            pause: 8,
         }
     }
 }
@@ -36,6 +42,15 @@ pub enum EndpointEvent {
     SpeechStart {
         /// Index of the first voiced frame.
         frame: u64,
+    },
+    /// The caller has been silent for `pause` frames: speech may have ended at
+    /// `last_voiced`. A `SpeechEnd` with the same `last_voiced` confirms it; more voiced
+    /// frames cancel it (and a later pause may follow).
+    Pause {
+        /// Index of the first frame of this utterance.
+        start: u64,
+        /// Index of the last voiced frame so far.
+        last_voiced: u64,
     },
     /// Speech ended: `last_voiced` is the caller's last voiced frame (`end_of_speech`).
     SpeechEnd {
@@ -64,7 +79,7 @@ enum State {
 ///
 /// ```
 /// use engine::audio::endpointer::{Endpointer, EndpointerConfig, EndpointEvent};
-/// let mut ep = Endpointer::new(EndpointerConfig { min_speech: 2, hangover: 3 });
+/// let mut ep = Endpointer::new(EndpointerConfig { min_speech: 2, hangover: 3, pause: 0 });
 /// let events: Vec<_> = [false, true, true, true, false, false, false]
 ///     .into_iter()
 ///     .filter_map(|voiced| ep.push(voiced))
@@ -88,6 +103,7 @@ impl Endpointer {
             config: EndpointerConfig {
                 min_speech: config.min_speech.max(1),
                 hangover: config.hangover.max(1),
+                pause: config.pause,
             },
             state: State::Silence,
             next_frame: 0,
@@ -111,10 +127,16 @@ impl Endpointer {
                 None,
             ),
             (State::Speech { start, last_voiced }, false) => {
-                if frame - last_voiced >= u64::from(self.config.hangover) {
+                let silent = frame - last_voiced;
+                if silent >= u64::from(self.config.hangover) {
                     (
                         State::Silence,
                         Some(EndpointEvent::SpeechEnd { start, last_voiced }),
+                    )
+                } else if self.config.pause > 0 && silent == u64::from(self.config.pause) {
+                    (
+                        State::Speech { start, last_voiced },
+                        Some(EndpointEvent::Pause { start, last_voiced }),
                     )
                 } else {
                     (State::Speech { start, last_voiced }, None)
@@ -170,6 +192,7 @@ mod tests {
     const CFG: EndpointerConfig = EndpointerConfig {
         min_speech: 3,
         hangover: 4,
+        pause: 0,
     };
 
     #[test]
@@ -235,6 +258,45 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_is_announced_once_per_silence_and_confirmed_by_the_end() {
+        let config = EndpointerConfig {
+            min_speech: 2,
+            hangover: 4,
+            pause: 2,
+        };
+        // Speech, a short gap (pause announced, then speech resumes), speech, the end.
+        let events = run(config, "###..##....");
+        assert_eq!(
+            events,
+            [
+                EndpointEvent::SpeechStart { frame: 0 },
+                EndpointEvent::Pause {
+                    start: 0,
+                    last_voiced: 2
+                },
+                EndpointEvent::Pause {
+                    start: 0,
+                    last_voiced: 6
+                },
+                EndpointEvent::SpeechEnd {
+                    start: 0,
+                    last_voiced: 6
+                },
+            ]
+        );
+        // Off when 0 or not below the hangover.
+        for pause in [0, 4, 9] {
+            let events = run(EndpointerConfig { pause, ..config }, "###....");
+            assert!(
+                !events
+                    .iter()
+                    .any(|e| matches!(e, EndpointEvent::Pause { .. })),
+                "pause {pause}: {events:?}"
+            );
+        }
+    }
+
+    #[test]
     fn reset_drops_an_utterance_in_progress() {
         let mut ep = Endpointer::new(CFG);
         for _ in 0..3 {
@@ -255,6 +317,7 @@ mod tests {
             EndpointerConfig {
                 min_speech: 0,
                 hangover: 0,
+                pause: 0,
             },
             "#.",
         );
@@ -275,8 +338,8 @@ mod tests {
         /// frame is voiced in the input.
         #[test]
         fn events_are_well_formed(pattern in proptest::collection::vec(proptest::bool::ANY, 0..400),
-                                  min_speech in 1u32..8, hangover in 1u32..30) {
-            let mut ep = Endpointer::new(EndpointerConfig { min_speech, hangover });
+                                  min_speech in 1u32..8, hangover in 1u32..30, pause in 0u32..30) {
+            let mut ep = Endpointer::new(EndpointerConfig { min_speech, hangover, pause });
             let mut open: Option<u64> = None;
             for (i, &voiced) in pattern.iter().enumerate() {
                 match ep.push(voiced) {
@@ -287,6 +350,12 @@ mod tests {
                         proptest::prop_assert!(run.iter().all(|&v| v));
                         proptest::prop_assert_eq!(run.len() as u32, min_speech);
                         open = Some(frame);
+                    }
+                    Some(EndpointEvent::Pause { start, last_voiced }) => {
+                        proptest::prop_assert_eq!(open, Some(start));
+                        proptest::prop_assert!(pause > 0 && pause < hangover);
+                        proptest::prop_assert!(pattern[last_voiced as usize]);
+                        proptest::prop_assert_eq!(i as u64 - last_voiced, u64::from(pause));
                     }
                     Some(EndpointEvent::SpeechEnd { start, last_voiced }) => {
                         proptest::prop_assert_eq!(open.take(), Some(start));

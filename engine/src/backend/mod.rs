@@ -11,6 +11,7 @@ use std::future::poll_fn;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+pub mod events;
 pub mod local;
 pub mod provider;
 
@@ -215,6 +216,19 @@ impl SessionError {
     }
 }
 
+/// Where the caller's turn lies in the audio pushed so far, as the call loop's
+/// endpointer saw it. Durations rather than sample counts, so they mean the same at any
+/// rate; a backend that streams everything (the provider) only needs `end_of_speech`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utterance {
+    /// When the caller's last voiced frame arrived (`end_of_speech`).
+    pub end_of_speech: Instant,
+    /// Speech from onset to the last voiced frame.
+    pub voiced: Duration,
+    /// Audio pushed after the last voiced frame (silence so far).
+    pub trailing: Duration,
+}
+
 /// One live conversation with a backend, driven by the call loop.
 ///
 /// Every method returns at once: work happens on the session's own task and results
@@ -227,13 +241,14 @@ pub trait Session: Send {
     /// queued is dropped oldest-first and counted, never waited for.
     fn push_audio(&mut self, pcm: &[i16]) -> Result<(), SessionError>;
 
-    /// The caller's turn ended at `end_of_speech` (their last voiced frame): answer it.
-    fn commit(&mut self, end_of_speech: Instant) -> Result<(), SessionError>;
+    /// The caller's turn is over: answer it.
+    fn commit(&mut self, turn: Utterance) -> Result<(), SessionError>;
 
-    /// The caller seems to have paused at `end_of_speech`; a backend may start work on
-    /// the turn so far. Either [`Session::commit`] (same turn) or more audio follows.
-    fn pause(&mut self, end_of_speech: Instant) -> Result<(), SessionError> {
-        let _ = end_of_speech;
+    /// The caller paused; the turn may be over. A backend may start work on it early
+    /// (speculation); a [`Session::commit`] with the same `end_of_speech` confirms it,
+    /// anything else supersedes it.
+    fn pause(&mut self, turn: Utterance) -> Result<(), SessionError> {
+        let _ = turn;
         Ok(())
     }
 

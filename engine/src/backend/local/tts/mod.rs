@@ -75,3 +75,30 @@ pub const STATIC_PHRASES: &[&str] = &[
     "Let me transfer you to a colleague. Please hold.",
     "Thank you for calling. Goodbye!",
 ];
+
+/// The voice a call speaks with: a Piper voice, or espeak-ng for a language that has none.
+#[derive(Debug)]
+pub enum Voice {
+    /// A neural Piper voice.
+    Piper(Box<PiperVoice>),
+    /// espeak-ng's formant voice (the fallback, robotic).
+    Espeak(espeak_voice::EspeakVoice),
+}
+
+impl Voice {
+    /// A name for logs and the phrase cache: changes when the voice does.
+    pub fn cache_key(&self) -> String {
+        match self {
+            Self::Piper(voice) => voice.cache_key().to_owned(),
+            Self::Espeak(voice) => format!("espeak-ng-{}", voice.language()),
+        }
+    }
+
+    /// Speaks one sentence (blocking: run it on a worker thread).
+    pub fn synthesize_sentence(&self, sentence: &str) -> Result<crate::audio::wav::Pcm, TtsError> {
+        match self {
+            Self::Piper(voice) => voice.synthesize_sentence(sentence),
+            Self::Espeak(voice) => voice.synthesize(sentence),
+        }
+    }
+}
