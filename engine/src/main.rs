@@ -230,7 +230,32 @@ fn bench_local(runs: usize, stt: &[String]) -> anyhow::Result<()> {
     let cache = PhraseCache::open(&scratch, voice.cache_key())?;
     let report = engine::bench::run_local(&voice, &models, &cache, runs);
     let _ = std::fs::remove_dir_all(&scratch);
-    println!("{}", serde_json::to_string_pretty(&report?)?);
+    let mut report = report?;
+    let question = engine::bench::phone_question(&voice)?;
+    // Voice to voice uses the first STT model, like the pipeline figure.
+    let (_, whisper) = models
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no STT model to benchmark"))?;
+    let silero = engine::audio::silero::SileroModel::load(&root).ok();
+    let pipeline = engine::backend::local::session::LocalPipeline::new(
+        engine::backend::local::stt::SttPool::start(std::sync::Arc::new(whisper), 1, 4),
+        std::sync::Arc::new(engine::backend::local::brain::ScriptedBrain::restaurant_demo()),
+        std::sync::Arc::new(engine::backend::local::tts::Voice::Piper(Box::new(voice))),
+        None,
+    );
+    let runtime = tokio::runtime::Handle::current();
+    for speculative in [true, false] {
+        let figures = runtime.block_on(engine::bench::voice_to_voice(
+            &pipeline,
+            silero.as_ref(),
+            &question,
+            runs,
+            speculative,
+        ))?;
+        report.voice_to_voice.push(figures);
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 

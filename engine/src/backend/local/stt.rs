@@ -183,11 +183,29 @@ struct Job {
     reply: oneshot::Sender<Result<Transcript, SttError>>,
 }
 
-/// A bounded pool of threads running one shared [`WhisperModel`].
+/// A bounded pool of threads running one shared [`WhisperModel`]. Clones share the
+/// pool; when the last clone is dropped the workers finish their job and are joined, so
+/// the process never exits (tearing down whisper's globals) under a running inference.
 #[derive(Debug, Clone)]
 pub struct SttPool {
-    jobs: mpsc::Sender<Job>,
+    inner: Arc<PoolInner>,
     capacity: usize,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    jobs: Option<mpsc::Sender<Job>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // Closing the queue ends each worker's loop after its current job.
+        self.jobs = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
 }
 
 impl SttPool {
@@ -196,6 +214,7 @@ impl SttPool {
         let capacity = queue.max(1);
         let (jobs, rx) = mpsc::channel::<Job>(capacity);
         let rx = Arc::new(std::sync::Mutex::new(rx));
+        let mut handles = Vec::new();
         for worker in 0..workers.max(1) {
             let (model, rx) = (model.clone(), rx.clone());
             let spawned = std::thread::Builder::new()
@@ -218,11 +237,18 @@ impl SttPool {
                     }
                     let _ = job.reply.send(result);
                 });
-            if let Err(e) = spawned {
-                warn!(error = %e, "could not start a speech recognition thread");
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(e) => warn!(error = %e, "could not start a speech recognition thread"),
             }
         }
-        Self { jobs, capacity }
+        Self {
+            inner: Arc::new(PoolInner {
+                jobs: Some(jobs),
+                workers: handles,
+            }),
+            capacity,
+        }
     }
 
     /// Transcribes on the pool; fails at once with [`SttError::Busy`] when saturated.
@@ -232,18 +258,18 @@ impl SttPool {
         language: Option<String>,
     ) -> Result<Transcript, SttError> {
         let (reply, result) = oneshot::channel();
-        self.jobs
-            .try_send(Job {
-                pcm,
-                language,
-                reply,
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SttError::Busy {
-                    queued: self.capacity,
-                },
-                mpsc::error::TrySendError::Closed(_) => SttError::Stopped,
-            })?;
+        let jobs = self.inner.jobs.as_ref().ok_or(SttError::Stopped)?;
+        jobs.try_send(Job {
+            pcm,
+            language,
+            reply,
+        })
+        .map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SttError::Busy {
+                queued: self.capacity,
+            },
+            mpsc::error::TrySendError::Closed(_) => SttError::Stopped,
+        })?;
         result.await.map_err(|_| SttError::Stopped)?
     }
 }
