@@ -1,6 +1,7 @@
-//! Engineers' tools: `realtime-probe` (latency measurement) and `provider-sim` (an
-//! OpenAI-Realtime-protocol server with fault injection). Neither is built yet: the
-//! binaries exist so the workspace layout of DESIGN.md stands, and say so when run.
+//! Engineers' tools: `realtime-probe` (latency measurement, not built yet) and
+//! `provider-sim` (an OpenAI-Realtime-protocol server with fault injection, [`sim`]).
+
+pub mod sim;
 
 /// Exit code of a tool that is not implemented yet. Deliberately outside the probe's
 /// 0/1/2 latency verdicts, so no script can mistake it for a measurement.

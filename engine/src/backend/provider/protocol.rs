@@ -52,14 +52,16 @@ impl WireAudio {
         bytes * 1000 / self.bytes_per_second()
     }
 
-    fn ga(self) -> AudioFormat {
+    /// The GA format object of this format.
+    pub fn ga(self) -> AudioFormat {
         match self {
             Self::Pcmu => AudioFormat::Pcmu,
             Self::Pcm24k => AudioFormat::Pcm { rate: 24_000 },
         }
     }
 
-    fn beta(self) -> &'static str {
+    /// The beta format name of this format.
+    pub fn beta(self) -> &'static str {
         match self {
             Self::Pcmu => "g711_ulaw",
             Self::Pcm24k => "pcm16",
@@ -656,6 +658,19 @@ pub enum ServerEvent {
         response_id: String,
         /// Text.
         delta: String,
+    },
+    /// The reply's spoken text is complete.
+    #[serde(
+        rename = "response.output_audio_transcript.done",
+        alias = "response.audio_transcript.done"
+    )]
+    TranscriptDone {
+        /// The response.
+        #[serde(default)]
+        response_id: String,
+        /// The whole text.
+        #[serde(default)]
+        transcript: String,
     },
     /// A piece of the reply's text (text modality).
     #[serde(rename = "response.output_text.delta", alias = "response.text.delta")]
