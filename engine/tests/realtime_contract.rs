@@ -1302,7 +1302,7 @@ fn item_create_user_and_assistant_messages() {
         item: MessageItem::user("hi"),
     };
     let assistant = ClientEvent::ItemCreate {
-        item: MessageItem::assistant("Your table for two is booked."),
+        item: MessageItem::assistant("Your table for two is booked.", Dialect::Ga),
     };
     assert_eq!(sent(&user), doc(GA_ITEM_CREATE_USER));
     assert_eq!(sent(&assistant), doc(GA_ITEM_CREATE_ASSISTANT));
@@ -1317,14 +1317,17 @@ fn item_create_user_and_assistant_messages() {
         }
     );
     // Beta names the assistant's text part `text` ("Message items of role assistant
-    // support text content"); it reads as the same part. Note we only ever *send* the GA
-    // `output_text`, whatever the dialect.
+    // support text content"), and a beta session is sent exactly that.
     let beta_assistant = GA_ITEM_CREATE_ASSISTANT.replace("\"output_text\"", "\"text\"");
-    assert_eq!(client(&beta_assistant), assistant);
+    let beta = ClientEvent::ItemCreate {
+        item: MessageItem::assistant("Your table for two is booked.", Dialect::Beta),
+    };
+    assert_eq!(sent(&beta), doc(&beta_assistant));
+    assert_eq!(client(&beta_assistant), beta);
     assert_eq!(
         serde_json::from_value::<ContentPart>(json!({"type": "text", "text": "ok"}))
             .expect("beta text part"),
-        ContentPart::OutputText { text: "ok".into() }
+        ContentPart::Text { text: "ok".into() }
     );
 }
 
@@ -1357,7 +1360,10 @@ fn every_client_event_round_trips() {
             item: MessageItem::user("two people, eight o'clock"),
         },
         ClientEvent::ItemCreate {
-            item: MessageItem::assistant("Booked."),
+            item: MessageItem::assistant("Booked.", Dialect::Ga),
+        },
+        ClientEvent::ItemCreate {
+            item: MessageItem::assistant("Booked.", Dialect::Beta),
         },
     ];
     for event in events {
@@ -1815,6 +1821,10 @@ fn enormous_input_never_panics() {
         e.event_type.as_deref(),
         Some("input_audio_buffer.speech_started")
     );
+    // Its message (what logs and error events carry) does not echo megabytes back.
+    let shown = e.to_string();
+    assert!(shown.len() < 400, "{} bytes of error message", shown.len());
+    assert!(shown.contains("input_audio_buffer.speech_started"));
 
     // Cut off in the middle of an enormous string: not JSON, so no type to name.
     let text = format!(r#"{{"type":"response.output_audio.delta","delta":"{big}"#);

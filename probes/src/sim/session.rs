@@ -270,9 +270,9 @@ impl Session {
                     .content
                     .iter()
                     .map(|part| match part {
-                        ContentPart::InputText { text } | ContentPart::OutputText { text } => {
-                            text.chars().count()
-                        }
+                        ContentPart::InputText { text }
+                        | ContentPart::OutputText { text }
+                        | ContentPart::Text { text } => text.chars().count(),
                     })
                     .sum();
                 self.conversation_text_chars += chars as u64;

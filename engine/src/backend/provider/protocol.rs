@@ -341,9 +341,15 @@ pub enum ContentPart {
         /// The text.
         text: String,
     },
-    /// Text the assistant said (GA name; beta used `text`).
-    #[serde(rename = "output_text", alias = "text")]
+    /// Text the assistant said (GA).
+    #[serde(rename = "output_text")]
     OutputText {
+        /// The text.
+        text: String,
+    },
+    /// Text the assistant said (beta: the only type it accepts for assistant content).
+    #[serde(rename = "text")]
+    Text {
         /// The text.
         text: String,
     },
@@ -371,12 +377,17 @@ impl MessageItem {
         }
     }
 
-    /// One of our turns.
-    pub fn assistant(text: impl Into<String>) -> Self {
+    /// One of our turns, in the content type `dialect` accepts.
+    pub fn assistant(text: impl Into<String>, dialect: Dialect) -> Self {
+        let text = text.into();
+        let part = match dialect {
+            Dialect::Ga => ContentPart::OutputText { text },
+            Dialect::Beta => ContentPart::Text { text },
+        };
         Self {
             kind: "message".into(),
             role: "assistant".into(),
-            content: vec![ContentPart::OutputText { text: text.into() }],
+            content: vec![part],
         }
     }
 }
@@ -708,15 +719,25 @@ pub enum ServerEvent {
     Unknown,
 }
 
-/// Why a server message could not be read.
+/// Why a server message could not be read. Its message is clipped: serde quotes the
+/// offending value, which a hostile peer can make megabytes long.
 #[derive(Debug, thiserror::Error)]
-#[error("unparseable realtime event{}: {source}", event_type.as_ref().map(|t| format!(" {t:?}")).unwrap_or_default())]
+#[error("unparseable realtime event{}: {}", event_type.as_ref().map(|t| format!(" {t:?}")).unwrap_or_default(), clip(&source.to_string()))]
 pub struct ParseError {
     /// The `type` field, if there was one.
     pub event_type: Option<String>,
     /// What serde said.
     #[source]
     pub source: serde_json::Error,
+}
+
+/// At most 200 characters of `text`, marked when cut.
+fn clip(text: &str) -> String {
+    const LIMIT: usize = 200;
+    match text.char_indices().nth(LIMIT) {
+        Some((at, _)) => format!("{}… ({} bytes)", &text[..at], text.len()),
+        None => text.to_owned(),
+    }
 }
 
 /// Parses one server text message.

@@ -271,7 +271,7 @@ impl SessionTask {
         for turn in &call.history {
             let item = match turn.speaker {
                 Speaker::Caller => MessageItem::user(turn.text.clone()),
-                Speaker::Agent => MessageItem::assistant(turn.text.clone()),
+                Speaker::Agent => MessageItem::assistant(turn.text.clone(), self.config.dialect),
             };
             self.send(&ClientEvent::ItemCreate { item })
                 .await
