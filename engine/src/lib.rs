@@ -9,3 +9,4 @@ pub mod bench;
 pub mod models;
 pub mod pii;
 pub mod serve;
+pub mod telemetry;

@@ -1,0 +1,348 @@
+//! The engine's Prometheus metrics. Names and labels are a contract with the operators'
+//! dashboards and alerts (DESIGN.md "Metrics"); change them only with those.
+//!
+//! Label sets that dashboards expect to see before anything happened (both backends,
+//! every failover reason, both media directions) are created at zero up front: a series
+//! that does not exist yet cannot be graphed or alerted on.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::backend::{BackendKind, ErrorKind, Stage};
+
+/// Latency buckets (ms): fine between 50 and 2000 ms, where the 500/800 ms lines are.
+pub const LATENCY_BUCKETS_MS: &[f64] = &[
+    25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 250.0, 300.0, 350.0, 400.0, 450.0, 500.0, 600.0, 700.0,
+    800.0, 900.0, 1000.0, 1200.0, 1500.0, 2000.0, 3000.0, 5000.0,
+];
+
+/// Failover reasons known up front (the policy may add detail, not labels).
+pub const FAILOVER_REASONS: &[&str] = &[
+    "latency",
+    "errors",
+    "connect",
+    "auth",
+    "rate_limit",
+    "first_audio_deadline",
+    "slow_turns",
+    "provider_failed_mid_call",
+];
+
+/// How a call ended, for `tom_calls_total{outcome}`.
+pub const CALL_OUTCOMES: &[&str] = &[
+    "completed",
+    "caller_hangup",
+    "max_turns",
+    "max_duration",
+    "error",
+    "rejected",
+];
+
+/// Cost components of `tom_cost_eur_total{component}`.
+pub const COST_COMPONENTS: &[&str] = &["stt", "llm", "tts", "provider"];
+
+/// Why the engine refused or dropped something from outside.
+pub const BAD_INPUT_SOURCES: &[&str] = &["esl", "media", "config", "provider", "websocket"];
+
+/// Every metric the engine exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `tom_realtime_backend{backend}`: 1 on the backend serving new calls.
+    pub realtime_backend: IntGaugeVec,
+    /// `tom_provider_failover_total{reason}`.
+    pub provider_failover_total: IntCounterVec,
+    /// `tom_failback_total`.
+    pub failback_total: IntCounter,
+    /// `tom_realtime_e2e_ms{backend}`.
+    pub realtime_e2e_ms: HistogramVec,
+    /// `tom_stage_latency_ms{stage,backend}`.
+    pub stage_latency_ms: HistogramVec,
+    /// `tom_bargein_ms`.
+    pub bargein_ms: Histogram,
+    /// `tom_calls_active`.
+    pub calls_active: IntGauge,
+    /// `tom_calls_total{outcome}`.
+    pub calls_total: IntCounterVec,
+    /// `tom_backend_errors_total{backend,kind}`.
+    pub backend_errors_total: IntCounterVec,
+    /// `tom_media_frames_total{direction}`.
+    pub media_frames_total: IntCounterVec,
+    /// `tom_media_frames_dropped_total{reason}`.
+    pub media_frames_dropped_total: IntCounterVec,
+    /// `tom_cost_eur_total{component}` (informational prices).
+    pub cost_eur_total: prometheus::CounterVec,
+    /// `tom_bad_input_total{source}`: malformed input from outside, refused.
+    pub bad_input_total: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered and known label sets at zero. The
+    /// process collector (CPU seconds, resident memory) is included on Linux.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS_MS.to_vec()),
+                labels,
+            )
+        };
+        let metrics = Self {
+            realtime_backend: IntGaugeVec::new(
+                Opts::new("tom_realtime_backend", "1 on the backend serving new calls"),
+                &["backend"],
+            )?,
+            provider_failover_total: IntCounterVec::new(
+                Opts::new(
+                    "tom_provider_failover_total",
+                    "Switches from the provider to the local backend",
+                ),
+                &["reason"],
+            )?,
+            failback_total: IntCounter::new(
+                "tom_failback_total",
+                "Returns from the local backend to the provider",
+            )?,
+            realtime_e2e_ms: histogram(
+                "tom_realtime_e2e_ms",
+                "End of caller speech to first reply audio handed to the media leg, ms",
+                &["backend"],
+            )?,
+            stage_latency_ms: histogram(
+                "tom_stage_latency_ms",
+                "Latency of one pipeline stage, ms",
+                &["stage", "backend"],
+            )?,
+            bargein_ms: Histogram::with_opts(
+                HistogramOpts::new(
+                    "tom_bargein_ms",
+                    "Caller speech onset to the last reply frame sent, ms",
+                )
+                .buckets(LATENCY_BUCKETS_MS.to_vec()),
+            )?,
+            calls_active: IntGauge::new("tom_calls_active", "Calls in progress")?,
+            calls_total: IntCounterVec::new(
+                Opts::new("tom_calls_total", "Calls ended, by outcome"),
+                &["outcome"],
+            )?,
+            backend_errors_total: IntCounterVec::new(
+                Opts::new("tom_backend_errors_total", "Backend failures by class"),
+                &["backend", "kind"],
+            )?,
+            media_frames_total: IntCounterVec::new(
+                Opts::new("tom_media_frames_total", "20 ms media frames moved"),
+                &["direction"],
+            )?,
+            media_frames_dropped_total: IntCounterVec::new(
+                Opts::new("tom_media_frames_dropped_total", "Media frames dropped"),
+                &["reason"],
+            )?,
+            cost_eur_total: prometheus::CounterVec::new(
+                Opts::new(
+                    "tom_cost_eur_total",
+                    "Informational cost in EUR at the configured prices",
+                ),
+                &["component"],
+            )?,
+            bad_input_total: IntCounterVec::new(
+                Opts::new(
+                    "tom_bad_input_total",
+                    "Malformed input from outside, refused",
+                ),
+                &["source"],
+            )?,
+            registry,
+        };
+        metrics.register_all()?;
+        metrics.zero_known_series();
+        Ok(metrics)
+    }
+
+    fn register_all(&self) -> Result<(), prometheus::Error> {
+        let r = &self.registry;
+        r.register(Box::new(self.realtime_backend.clone()))?;
+        r.register(Box::new(self.provider_failover_total.clone()))?;
+        r.register(Box::new(self.failback_total.clone()))?;
+        r.register(Box::new(self.realtime_e2e_ms.clone()))?;
+        r.register(Box::new(self.stage_latency_ms.clone()))?;
+        r.register(Box::new(self.bargein_ms.clone()))?;
+        r.register(Box::new(self.calls_active.clone()))?;
+        r.register(Box::new(self.calls_total.clone()))?;
+        r.register(Box::new(self.backend_errors_total.clone()))?;
+        r.register(Box::new(self.media_frames_total.clone()))?;
+        r.register(Box::new(self.media_frames_dropped_total.clone()))?;
+        r.register(Box::new(self.cost_eur_total.clone()))?;
+        r.register(Box::new(self.bad_input_total.clone()))?;
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(())
+    }
+
+    fn zero_known_series(&self) {
+        for backend in [BackendKind::Provider, BackendKind::Local] {
+            self.realtime_backend
+                .with_label_values(&[backend.as_str()])
+                .set(0);
+            let _ = self.realtime_e2e_ms.with_label_values(&[backend.as_str()]);
+            for stage in [Stage::Stt, Stage::LlmFirstToken, Stage::TtsFirstAudio] {
+                let _ = self
+                    .stage_latency_ms
+                    .with_label_values(&[stage.as_str(), backend.as_str()]);
+            }
+        }
+        for reason in FAILOVER_REASONS {
+            let _ = self.provider_failover_total.with_label_values(&[reason]);
+        }
+        for outcome in CALL_OUTCOMES {
+            let _ = self.calls_total.with_label_values(&[outcome]);
+        }
+        for direction in ["in", "out"] {
+            let _ = self.media_frames_total.with_label_values(&[direction]);
+        }
+        for component in COST_COMPONENTS {
+            let _ = self.cost_eur_total.with_label_values(&[component]);
+        }
+        for source in BAD_INPUT_SOURCES {
+            let _ = self.bad_input_total.with_label_values(&[source]);
+        }
+    }
+
+    /// Marks `backend` as the one serving new calls (the gauge is 1 on it, 0 elsewhere).
+    pub fn set_live_backend(&self, backend: BackendKind) {
+        for other in [BackendKind::Provider, BackendKind::Local] {
+            self.realtime_backend
+                .with_label_values(&[other.as_str()])
+                .set(i64::from(other == backend));
+        }
+    }
+
+    /// Counts a backend failure.
+    pub fn backend_error(&self, backend: BackendKind, kind: ErrorKind) {
+        self.backend_errors_total
+            .with_label_values(&[backend.as_str(), kind.as_str()])
+            .inc();
+    }
+
+    /// Records one stage latency.
+    pub fn stage(&self, stage: Stage, backend: BackendKind, ms: f64) {
+        self.stage_latency_ms
+            .with_label_values(&[stage.as_str(), backend.as_str()])
+            .observe(ms);
+    }
+
+    /// Records one turn's end-to-end latency (engine side: end of speech → first audio).
+    pub fn e2e(&self, backend: BackendKind, ms: f64) {
+        self.realtime_e2e_ms
+            .with_label_values(&[backend.as_str()])
+            .observe(ms);
+    }
+
+    /// The text exposition of every metric (what `/metrics` serves).
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec only fails on a malformed metric family, which the
+        // registry already refused at registration.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value_of(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn contract_series_exist_from_the_start() {
+        let m = Metrics::new().expect("metrics");
+        m.set_live_backend(BackendKind::Local);
+        let text = m.render();
+        assert_eq!(
+            value_of(&text, r#"tom_realtime_backend{backend="local"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            value_of(&text, r#"tom_realtime_backend{backend="provider"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            value_of(&text, r#"tom_provider_failover_total{reason="latency"}"#),
+            Some(0.0)
+        );
+        assert_eq!(value_of(&text, "tom_failback_total"), Some(0.0));
+        assert_eq!(value_of(&text, "tom_calls_active"), Some(0.0));
+        for name in [
+            "tom_realtime_e2e_ms_bucket",
+            "tom_stage_latency_ms_bucket",
+            "tom_bargein_ms_bucket",
+            "tom_calls_total{",
+            "tom_media_frames_total{",
+            "tom_cost_eur_total{",
+            "tom_bad_input_total{",
+        ] {
+            assert!(text.contains(name), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn the_live_backend_flips_and_observations_land_in_the_right_buckets() {
+        let m = Metrics::new().expect("metrics");
+        m.set_live_backend(BackendKind::Provider);
+        m.provider_failover_total
+            .with_label_values(&["latency"])
+            .inc();
+        m.set_live_backend(BackendKind::Local);
+        m.e2e(BackendKind::Local, 430.0);
+        m.backend_error(BackendKind::Provider, ErrorKind::RateLimit);
+        let text = m.render();
+        assert_eq!(
+            value_of(&text, r#"tom_realtime_backend{backend="provider"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            value_of(&text, r#"tom_realtime_backend{backend="local"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            value_of(&text, r#"tom_provider_failover_total{reason="latency"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            value_of(
+                &text,
+                r#"tom_realtime_e2e_ms_bucket{backend="local",le="450"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value_of(
+                &text,
+                r#"tom_realtime_e2e_ms_bucket{backend="local",le="400"}"#
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value_of(
+                &text,
+                r#"tom_backend_errors_total{backend="provider",kind="rate_limit"}"#
+            ),
+            Some(1.0)
+        );
+    }
+}
