@@ -18,7 +18,7 @@ pub mod provider;
 use local::brain::Turn;
 
 /// Which backend a session talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// The cloud realtime provider (OpenAI Realtime protocol).

@@ -1,5 +1,6 @@
-//! What operators see: Prometheus metrics (and, with the call loop, the cost log).
+//! What operators see: Prometheus metrics and the per-call cost log.
 
+pub mod cost_log;
 pub mod metrics;
 
 pub use metrics::Metrics;
