@@ -6,6 +6,7 @@
 pub mod audio;
 pub mod backend;
 pub mod bench;
+pub mod config;
 pub mod models;
 pub mod pii;
 pub mod serve;
