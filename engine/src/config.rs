@@ -485,9 +485,11 @@ mod tests {
         assert_eq!(c.calls.for_did("other").language, "en");
     }
 
+    type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+
     #[test]
     fn bad_values_name_the_setting() {
-        let cases: [(Option<&str>, &[(&str, &str)], &str); 6] = [
+        let cases: [Case; 6] = [
             (None, &[("TOM_ESL_LISTEN", "nowhere")], "TOM_ESL_LISTEN"),
             (None, &[("ALLOW_EGRESS", "perhaps")], "ALLOW_EGRESS"),
             (None, &[("TOM_BRAIN", "genius")], "TOM_BRAIN"),
