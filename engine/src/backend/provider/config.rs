@@ -191,7 +191,8 @@ impl ProviderConfig {
     }
 }
 
-fn parse_bool(value: &str) -> Option<bool> {
+/// `true`/`false` and the usual spellings (1/0, yes/no, on/off), any case.
+pub(crate) fn parse_bool(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),
         "0" | "false" | "no" | "off" => Some(false),
