@@ -1,15 +1,17 @@
 //! The TOM realtime engine as a library; the `tom` binary is a thin CLI over it.
 //!
-//! Built so far: the FreeSWITCH-facing `serve` shell (echo), caller-number hashing, the
-//! sans-IO audio basics (G.711, endpointer), the conversation backends and the sans-IO
-//! failover policy (the last two not yet wired into calls). See the README for what is
-//! not real yet.
+//! `serve` accepts FreeSWITCH calls and runs each in a `call` task over the conversation
+//! backends (`backend`: local pipeline, cloud provider); `failover` decides which backend
+//! serves; `telemetry` exports metrics and the cost log; `config` holds the settings.
+//! See the README for what is not real yet.
 
 pub mod audio;
 pub mod backend;
 pub mod bench;
+pub mod call;
 pub mod config;
 pub mod failover;
+pub mod http;
 pub mod models;
 pub mod pii;
 pub mod serve;

@@ -1,10 +1,8 @@
 //! `tom`: the TOM realtime media engine.
 //!
-//! What is real today: the FreeSWITCH side. `tom serve` accepts the dialplan's
-//! `socket … async full` connections, answers, streams the call's audio over a unicast
-//! leg and sends it back (an echo, like FreeSWITCH's own echo test), then hangs up after
-//! `--max-call-secs`. The conversation backends (local pipeline, cloud provider) and
-//! the HTTP endpoints are not built yet; see the README.
+//! `tom serve` accepts the dialplan's `socket … async full` connections and holds a
+//! conversation on each call (local pipeline by default, the cloud provider when egress
+//! is allowed); `/metrics`, `/health`, `/ready` on HTTP. See the README.
 
 use std::path::PathBuf;
 
@@ -32,9 +30,24 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Validate the settings (file + environment) and print them, secrets masked.
+    Check {
+        /// TOML settings file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Accept FreeSWITCH outbound ESL connections and serve calls.
     Serve(serve::ServeArgs),
+    /// Inspect the settings.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Speak text with the local Piper voice into a WAV file.
     Say {
         /// What to say.
@@ -182,19 +195,7 @@ fn models(action: ModelsAction) -> anyhow::Result<()> {
 
 /// The ggml file of a whisper model id, as the manifest lists it.
 fn whisper_file(id: &str) -> anyhow::Result<String> {
-    let manifest = Manifest::embedded().map_err(anyhow::Error::msg)?;
-    manifest
-        .models
-        .get(id)
-        .and_then(|m| {
-            m.files
-                .iter()
-                .find(|f| f.path.ends_with(".bin") && f.path.starts_with("ggml-"))
-        })
-        .map(|f| f.path.clone())
-        .ok_or_else(|| {
-            anyhow::anyhow!("{id:?} is not a whisper ggml model (see `tom models list`)")
-        })
+    engine::models::whisper_ggml_file(id).map_err(anyhow::Error::msg)
 }
 
 fn say(text: &str, out: &std::path::Path, voice: &str, rate: Option<u32>) -> anyhow::Result<()> {
@@ -307,7 +308,14 @@ async fn run() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run_cli(args).await,
+        Command::Config { action } => match action {
+            ConfigAction::Check { config } => {
+                let config = engine::config::Config::load(config.as_deref())?;
+                print!("{}", config.to_masked_toml());
+                Ok(())
+            }
+        },
         Command::Say {
             text,
             out,

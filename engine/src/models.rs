@@ -97,6 +97,21 @@ pub struct ManifestFile {
     pub size: u64,
 }
 
+/// The ggml file name of whisper model `id`, from the embedded manifest.
+pub fn whisper_ggml_file(id: &str) -> Result<String, String> {
+    let manifest = Manifest::embedded()?;
+    manifest
+        .models
+        .get(id)
+        .and_then(|m| {
+            m.files
+                .iter()
+                .find(|f| f.path.ends_with(".bin") && f.path.starts_with("ggml-"))
+        })
+        .map(|f| f.path.clone())
+        .ok_or_else(|| format!("{id:?} is not a whisper ggml model (see `tom models list`)"))
+}
+
 impl Manifest {
     /// The embedded manifest.
     pub fn embedded() -> Result<Self, String> {

@@ -1,136 +1,167 @@
-//! `tom serve`: the FreeSWITCH-facing shell. Today each call is an echo over the unicast
-//! leg (the media path end to end); the conversation backends replace the echo later.
+//! `tom serve`: loads the local pipeline, listens for FreeSWITCH's outbound ESL
+//! connections and serves each call in its own task; HTTP for metrics and health. On
+//! SIGTERM or Ctrl-C it drains: `/ready` fails, new calls are refused politely, live
+//! calls get `drain_secs` to finish.
 
-use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use esl_bridge::connection::Incoming;
-use esl_bridge::media::{free_udp_port, MediaFormat, UnicastConfig, UnicastLeg};
-use esl_bridge::outbound::{Call, OutboundConfig, OutboundServer};
-use ipnet::IpNet;
+use esl_bridge::outbound::{OutboundConfig, OutboundServer};
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::pii::NumberHasher;
+use crate::call::{serve_call, Services};
+use crate::config::Config;
 
-/// Settings of `tom serve`.
+/// Settings of `tom serve` (the rest comes from the config file and the environment).
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Where FreeSWITCH's `socket` application connects.
-    #[arg(long, env = "TOM_ESL_LISTEN", default_value = "127.0.0.1:8084")]
-    esl_listen: SocketAddr,
-    /// FreeSWITCH hosts allowed to connect (CIDR, comma-separated).
-    #[arg(
-        long,
-        env = "TOM_ESL_ALLOW",
-        value_delimiter = ',',
-        default_value = "127.0.0.0/8,::1/128"
-    )]
-    esl_allow: Vec<IpNet>,
-    /// IP for the media sockets (ours and FreeSWITCH's side of the unicast stream).
-    #[arg(long, env = "TOM_MEDIA_IP", default_value = "127.0.0.1")]
-    media_ip: IpAddr,
-    /// Hang up calls after this many seconds.
-    #[arg(long, env = "TOM_MAX_CALL_SECS", default_value_t = 300)]
-    max_call_secs: u64,
-    /// Salt for hashing caller numbers before they reach logs.
-    #[arg(
-        long,
-        env = "TOM_PII_SALT",
-        default_value = "tom-dev-salt",
-        hide_env_values = true
-    )]
-    pii_salt: String,
+    /// TOML settings file (environment variables override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = OutboundConfig {
-        listen: args.esl_listen,
-        allow: args.esl_allow.clone(),
-        ..OutboundConfig::default()
-    };
-    let server = OutboundServer::bind(config)
+/// A running engine: its addresses, and a way to stop it (tests, embedding).
+#[derive(Debug)]
+pub struct Running {
+    /// The ESL listener's address.
+    pub esl_addr: std::net::SocketAddr,
+    /// The HTTP listener's address.
+    pub http_addr: std::net::SocketAddr,
+    /// The shared services (metrics, config).
+    pub services: Arc<Services>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Drains and stops; returns when every call has ended (or the drain time passed).
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("engine task")?
+    }
+}
+
+/// Loads everything and starts listening; returns once both listeners are bound.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let models = crate::models::models_dir();
+    let services = tokio::task::spawn_blocking(move || Services::load(config, &models))
         .await
-        .with_context(|| format!("cannot listen for FreeSWITCH on {}", args.esl_listen))?;
-    info!(listen = %server.local_addr()?, "waiting for FreeSWITCH outbound connections");
-    warn!("conversation backends are not built yet: calls are answered with an audio echo");
-    let hasher = NumberHasher::new(args.pii_salt.clone());
-    let mut calls = server.serve();
+        .context("loading task")??;
+    let services = Arc::new(services);
+    let server = &services.config.server;
+    let esl = OutboundServer::bind(OutboundConfig {
+        listen: server.esl_listen,
+        allow: server.esl_allow.clone(),
+        ..OutboundConfig::default()
+    })
+    .await
+    .with_context(|| format!("cannot listen for FreeSWITCH on {}", server.esl_listen))?;
+    let http = crate::http::bind(server.http_addr)
+        .await
+        .with_context(|| format!("cannot serve HTTP on {}", server.http_addr))?;
+    let esl_addr = esl.local_addr()?;
+    let http_addr = http.local_addr()?;
+    info!(esl = %esl_addr, http = %http_addr, "waiting for FreeSWITCH outbound connections");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run(esl, http, services.clone(), stopped));
+    Ok(Running {
+        esl_addr,
+        http_addr,
+        services,
+        stop,
+        task,
+    })
+}
+
+async fn run(
+    esl: OutboundServer,
+    http: tokio::net::TcpListener,
+    services: Arc<Services>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (http_stop_tx, http_stop) = tokio::sync::oneshot::channel::<()>();
+    let http_task = tokio::spawn(crate::http::serve(http, services.clone(), async move {
+        let _ = http_stop.await;
+    }));
+    let mut calls = esl.serve();
+    let mut live = JoinSet::new();
     loop {
         tokio::select! {
             call = calls.next() => {
                 let Some(call) = call else { anyhow::bail!("the ESL listener stopped") };
-                let hasher = hasher.clone();
-                let (media_ip, max) = (args.media_ip, Duration::from_secs(args.max_call_secs));
-                tokio::spawn(async move {
-                    let uuid = call.channel().unique_id.clone();
-                    if let Err(e) = echo_call(call, media_ip, max, &hasher).await {
-                        warn!(%uuid, error = %e, "call ended with an error");
-                    }
-                });
+                live.spawn(serve_call(call, services.clone()));
             }
-            _ = tokio::signal::ctrl_c() => {
-                info!("shutting down");
-                return Ok(());
-            }
+            Some(_) = live.join_next(), if !live.is_empty() => {}
+            _ = stopped.changed() => break,
         }
     }
+    services.start_draining();
+    let drain = Duration::from_secs(services.config.server.drain_secs);
+    info!(calls = live.len(), drain_s = drain.as_secs(), "draining");
+    // Calls that arrive while draining are refused politely by their own task.
+    let drained = tokio::time::timeout(drain, async {
+        loop {
+            tokio::select! {
+                call = calls.next() => match call {
+                    Some(call) => { live.spawn(serve_call(call, services.clone())); }
+                    None => break,
+                },
+                joined = live.join_next() => if joined.is_none() { break },
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            calls = live.len(),
+            "drain time over: ending the remaining calls"
+        );
+        services.end_all_calls();
+        // Each call hangs up and writes its cost record; only a stuck one is aborted.
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            while live.join_next().await.is_some() {}
+        })
+        .await;
+        if ended.is_err() {
+            live.abort_all();
+        }
+    }
+    let _ = http_stop_tx.send(());
+    let _ = http_task.await;
+    Ok(())
 }
 
-async fn echo_call(
-    mut call: Call,
-    media_ip: IpAddr,
-    max: Duration,
-    hasher: &NumberHasher,
-) -> anyhow::Result<()> {
-    let ch = call.channel().clone();
-    info!(
-        uuid = %ch.unique_id,
-        caller = %hasher.hash(&ch.caller_id_number),
-        did = %ch.destination_number,
-        codec = %ch.read_codec,
-        rate = ch.read_rate,
-        "call started"
-    );
-    let format = MediaFormat::l16(ch.read_rate)?;
-    let fs_side = SocketAddr::new(media_ip, free_udp_port(media_ip)?);
-    let mut unicast = UnicastConfig::new(format, fs_side);
-    unicast.bind = SocketAddr::new(media_ip, 0);
-    let leg = UnicastLeg::bind(unicast).await?;
-    call.answer().await?;
-    call.start_unicast(leg.params()).await?;
-    let counters = leg.counters();
-    let (mut rx, tx) = leg.split()?;
-    let deadline = tokio::time::sleep(max);
-    tokio::pin!(deadline);
-    let outcome: anyhow::Result<()> = loop {
-        tokio::select! {
-            frame = rx.recv() => {
-                let echoed = frame.map_err(anyhow::Error::from)
-                    .and_then(|f| tx.push(f.bytes()).map_err(anyhow::Error::from));
-                if let Err(e) = echoed {
-                    break Err(e);
+/// `tom serve`: runs until SIGTERM or Ctrl-C.
+pub async fn run_cli(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    let running = start(config).await?;
+    shutdown_signal().await;
+    info!("shutting down");
+    running.shutdown().await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
                 }
             }
-            event = call.next_event() => match event {
-                Some(Incoming::Event(e)) if e.name() == Some("CHANNEL_HANGUP") => break Ok(()),
-                Some(_) => {}
-                None => break Ok(()),
-            },
-            () = &mut deadline => {
-                info!(uuid = %ch.unique_id, "maximum call duration reached");
-                break call.hangup("NORMAL_CLEARING").await.map_err(Into::into);
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-    };
-    if outcome.is_err() {
-        // Never leave the caller in silence: end the call we can no longer serve.
-        let _ = call.hangup("NORMAL_TEMPORARY_FAILURE").await;
     }
-    tx.flush();
-    // Let the linger events arrive and the session close.
-    while call.next_event().await.is_some() {}
-    info!(uuid = %ch.unique_id, media = ?counters.snapshot(), "call ended");
-    outcome
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

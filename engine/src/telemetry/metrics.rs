@@ -38,6 +38,7 @@ pub const CALL_OUTCOMES: &[&str] = &[
     "max_duration",
     "error",
     "rejected",
+    "shutdown",
 ];
 
 /// Cost components of `tom_cost_eur_total{component}`.

@@ -1,6 +1,8 @@
-//! `tom serve` as a black box: a scripted FreeSWITCH connects to it over ESL (with the
-//! recorded `connect` reply), the engine answers and starts unicast, and audio sent to
-//! its media leg comes back. The logs carry the caller only as a hash.
+//! `tom serve` as a black box on its embedded default (local backend): a scripted
+//! FreeSWITCH connects over ESL (with the recorded `connect` reply), the engine answers,
+//! starts unicast and plays the greeting; the caller talks over it (barge-in) and asks a
+//! question; the engine answers with speech; the caller hangs up; the call's cost record
+//! is on disk. The logs carry the caller only as a hash. Needs the fetched models.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -15,6 +17,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::process::{Child, Command};
 use tokio_util::codec::FramedRead;
+
+mod common;
 
 /// Safety net only; a healthy run takes well under a second of steps (plus pacing).
 const LIMIT: Duration = Duration::from_secs(30);
@@ -61,15 +65,13 @@ struct Engine {
     logs: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
-async fn start_engine() -> (Engine, SocketAddr) {
+async fn start_engine(cost_dir: &std::path::Path) -> (Engine, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tom"))
-        .args([
-            "serve",
-            "--esl-listen",
-            "127.0.0.1:0",
-            "--max-call-secs",
-            "60",
-        ])
+        .args(["serve"])
+        .env("TOM_ESL_LISTEN", "127.0.0.1:0")
+        .env("TOM_HTTP_ADDR", "127.0.0.1:0")
+        .env("TOM_MAX_CALL_SECS", "60")
+        .env("TOM_COST_LOG_DIR", cost_dir)
         .env("TOM_PII_SALT", "test-salt")
         .env("RUST_LOG", "debug")
         .stderr(Stdio::piped())
@@ -89,7 +91,7 @@ async fn start_engine() -> (Engine, SocketAddr) {
     let addr = loop {
         let line = logs.recv().await.expect("engine log");
         let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        if let Some(listen) = v["fields"]["listen"].as_str() {
+        if let Some(listen) = v["fields"]["esl"].as_str() {
             break listen.parse().expect("socket address");
         }
     };
@@ -104,9 +106,36 @@ async fn expect(requests: &mut FramedRead<tokio::net::tcp::ReadHalf<'_>, Request
         .expect("well-formed command")
 }
 
+/// The caller's question as a PCMU call carries it: 8 kHz L16 frames of 320 bytes.
+fn question_frames() -> Vec<[u8; 320]> {
+    let speech = common::espeak("Could I book a table for two people tomorrow evening?");
+    let narrow = engine::audio::resample::resample_clip(&speech.samples, speech.rate, 8000)
+        .expect("resample");
+    narrow
+        .chunks(160)
+        .map(|chunk| {
+            let mut frame = [0u8; 320];
+            for (out, s) in frame.chunks_exact_mut(2).zip(chunk) {
+                let s = engine::audio::g711::ulaw_decode(engine::audio::g711::ulaw_encode(*s));
+                out.copy_from_slice(&s.to_le_bytes());
+            }
+            frame
+        })
+        .collect()
+}
+
+fn loud(frame: &[u8]) -> bool {
+    let samples = frame
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]));
+    let energy: f64 = samples.map(|s| f64::from(s).powi(2)).sum::<f64>() / (frame.len() / 2) as f64;
+    energy.sqrt() > 300.0
+}
+
 #[tokio::test]
-async fn tom_serve_answers_and_echoes_caller_audio() {
-    let (mut engine, addr) = tokio::time::timeout(LIMIT, start_engine())
+async fn tom_serve_greets_listens_and_answers_a_caller() {
+    let cost_dir = tempfile::tempdir().expect("tempdir");
+    let (mut engine, addr) = tokio::time::timeout(LIMIT * 2, start_engine(cost_dir.path()))
         .await
         .expect("engine up");
     let mut stream = TcpStream::connect(addr).await.expect("FreeSWITCH connects");
@@ -167,25 +196,48 @@ async fn tom_serve_answers_and_echoes_caller_audio() {
         let engine_side = SocketAddr::from(([127, 0, 0, 1], port("remote-port")));
         write.write_all(ok).await.expect("write");
 
-        // FreeSWITCH's side of the stream: PCMU channel, so L16 at 8 kHz, 320-byte frames.
+        // FreeSWITCH's side of the stream: PCMU channel, so L16 at 8 kHz, 320-byte frames,
+        // one every 20 ms in both directions.
         let media = UdpSocket::bind(fs_side)
             .await
             .expect("bind FreeSWITCH side");
-        let mut echoed = Vec::new();
         let mut buf = [0u8; 2048];
-        for i in 0..10u8 {
-            let frame = [i; 320];
-            media.send_to(&frame, engine_side).await.expect("send");
-            let (n, from) = media.recv_from(&mut buf).await.expect("echo");
-            assert_eq!(
-                from, engine_side,
-                "audio comes back from the engine's socket"
-            );
-            echoed.push(buf[..n].to_vec());
+        let mut ticks = tokio::time::interval(Duration::from_millis(20));
+        let silence = [0u8; 320];
+        let mut greeting = 0;
+        // Silence until the greeting plays…
+        while greeting < 5 {
+            ticks.tick().await;
+            media.send_to(&silence, engine_side).await.expect("send");
+            while let Ok((n, from)) = media.try_recv_from(&mut buf) {
+                assert_eq!(from, engine_side, "audio comes from the engine's socket");
+                assert_eq!(n, 320);
+                greeting += usize::from(loud(&buf[..n]));
+            }
         }
-        for (i, frame) in echoed.iter().enumerate() {
-            assert_eq!(frame, &vec![i as u8; 320]);
+        // …then the caller talks over it and asks; then waits (in silence) for an answer.
+        let question = question_frames();
+        let mut last_voiced_sent = None;
+        let mut reply_frames = 0;
+        let mut first_reply = None;
+        let mut sent = 0usize;
+        while reply_frames < 50 {
+            ticks.tick().await;
+            let frame = question.get(sent).unwrap_or(&silence);
+            media.send_to(frame, engine_side).await.expect("send");
+            if sent < question.len() && loud(frame) {
+                last_voiced_sent = Some(tokio::time::Instant::now());
+            }
+            sent += 1;
+            while let Ok((n, _)) = media.try_recv_from(&mut buf) {
+                if sent > question.len() && loud(&buf[..n]) {
+                    reply_frames += 1;
+                    first_reply.get_or_insert_with(tokio::time::Instant::now);
+                }
+            }
         }
+        let e2e = first_reply.expect("reply") - last_voiced_sent.expect("voiced");
+        eprintln!("e2e (last voiced frame sent → first reply frame received): {e2e:?}");
 
         // The caller hangs up: events, the linger notice, then the engine must `exit`.
         write
@@ -216,7 +268,7 @@ async fn tom_serve_answers_and_echoes_caller_audio() {
             .expect("write");
         write.shutdown().await.expect("close");
     };
-    tokio::time::timeout(LIMIT, script)
+    tokio::time::timeout(LIMIT * 2, script)
         .await
         .expect("call script");
 
@@ -239,7 +291,7 @@ async fn tom_serve_answers_and_echoes_caller_audio() {
         .expect("call started log");
     let v: serde_json::Value = serde_json::from_str(started).expect("json");
     assert_eq!(
-        v["fields"]["caller"].as_str().map(str::len),
+        v["span"]["caller"].as_str().map(str::len),
         Some(16),
         "{started}"
     );
@@ -250,5 +302,23 @@ async fn tom_serve_answers_and_echoes_caller_audio() {
             "caller number in clear: {line}"
         );
     }
+    assert!(
+        logs.iter().any(|l| l.contains("barge-in")),
+        "no barge-in over the greeting"
+    );
+
+    // The call's cost record is on disk, with the turn answered.
+    let record = std::fs::read_dir(cost_dir.path())
+        .expect("cost dir")
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).expect("read"))
+        .collect::<String>();
+    let line: serde_json::Value =
+        serde_json::from_str(record.lines().next().expect("a cost record")).expect("json");
+    assert_eq!(line["call_id"], uuid);
+    assert_eq!(line["backend"], "local");
+    assert_eq!(line["outcome"], "caller_hangup");
+    assert!(line["turns"].as_u64() >= Some(1), "{line}");
+    assert!(!record.contains(CALLER.trim_start_matches('+')));
     engine.child.kill().await.expect("stop engine");
 }

@@ -1,0 +1,187 @@
+//! What every call shares: settings, metrics, the loaded local pipeline, the provider
+//! client, static phrases, the cost log. Built once at startup (`tom serve`); calls
+//! hold an `Arc` to it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tracing::{info, warn};
+
+use crate::audio::resample::resample_clip;
+use crate::audio::silero::SileroModel;
+use crate::audio::wav::Pcm;
+use crate::backend::local::brain::{Brain, LlmConfig, OpenAiCompatBrain, ScriptedBrain};
+use crate::backend::local::session::LocalPipeline;
+use crate::backend::local::stt::{SttPool, WhisperModel};
+use crate::backend::local::tts::phrase_cache::{self, PhraseCache};
+use crate::backend::local::tts::{PiperVoice, Voice, STATIC_PHRASES};
+use crate::backend::provider::ProviderBackend;
+use crate::config::{BrainChoice, Config};
+use crate::models::model_file;
+use crate::pii::NumberHasher;
+use crate::telemetry::cost_log::CostLog;
+use crate::telemetry::Metrics;
+
+/// Static phrases in memory, at the voice's rate.
+#[derive(Debug, Default)]
+pub struct Phrases {
+    audio: HashMap<String, Pcm>,
+}
+
+impl Phrases {
+    fn key(text: &str) -> String {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// Adds a phrase.
+    pub fn insert(&mut self, text: &str, pcm: Pcm) {
+        self.audio.insert(Self::key(text), pcm);
+    }
+
+    /// The phrase at `rate`, if it was warmed.
+    pub fn get(&self, text: &str, rate: u32) -> Option<Vec<i16>> {
+        let pcm = self.audio.get(&Self::key(text))?;
+        resample_clip(&pcm.samples, pcm.rate, rate).ok()
+    }
+}
+
+/// The per-process state calls share.
+pub struct Services {
+    /// Effective settings.
+    pub config: Config,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Caller-number hashing.
+    pub hasher: NumberHasher,
+    /// The local pipeline (models loaded).
+    pub local: LocalPipeline,
+    /// Silero VAD, when installed (else the built-in detector).
+    pub silero: Option<Arc<SileroModel>>,
+    /// Static phrases (greeting, goodbye, filler, apology).
+    pub phrases: Phrases,
+    /// The provider client, when egress is allowed.
+    pub provider: Option<ProviderBackend>,
+    /// Where call records go.
+    pub cost_log: Arc<CostLog>,
+    draining: AtomicBool,
+    end_calls: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+/// The apology played when a reply cannot be produced.
+pub const APOLOGY: &str = "I'm sorry, something went wrong on our side. Please bear with me.";
+
+impl Services {
+    /// Loads models and warms phrases (blocking: seconds; run it off the runtime).
+    /// Missing models fail here with the file and the fix command.
+    pub fn load(config: Config, models: &Path) -> anyhow::Result<Self> {
+        let metrics = Metrics::new().context("metrics registry")?;
+        let hasher = NumberHasher::new(config.server.pii_salt.expose());
+        let local_cfg = &config.local;
+        let whisper_file =
+            crate::models::whisper_ggml_file(&local_cfg.stt_model).map_err(anyhow::Error::msg)?;
+        let whisper_path = model_file(models, &local_cfg.stt_model, &whisper_file)?;
+        let whisper = WhisperModel::load(&whisper_path, &local_cfg.stt_model, 2)?;
+        let stt = SttPool::start(
+            Arc::new(whisper),
+            local_cfg.stt_workers,
+            local_cfg.stt_queue,
+        );
+        let voice = Arc::new(Voice::Piper(Box::new(PiperVoice::load(
+            models,
+            &local_cfg.voice,
+        )?)));
+        let cache = Arc::new(PhraseCache::open(
+            &phrase_cache::default_root(),
+            &voice.cache_key(),
+        )?);
+        let brain: Arc<dyn Brain> = match local_cfg.brain {
+            BrainChoice::Scripted => Arc::new(ScriptedBrain::restaurant_demo()),
+            BrainChoice::OpenaiCompatible => Arc::new(OpenAiCompatBrain::new(LlmConfig::local(
+                local_cfg.llm_url.clone(),
+                local_cfg.llm_model.clone(),
+            ))),
+        };
+        let silero = match SileroModel::load(models) {
+            Ok(model) => Some(model),
+            Err(e) => {
+                warn!(error = %e, "Silero VAD not installed: using the built-in detector");
+                None
+            }
+        };
+        let mut texts: Vec<&str> = STATIC_PHRASES.to_vec();
+        for profile in std::iter::once(&config.calls.default).chain(config.calls.did.values()) {
+            texts.extend([
+                profile.greeting.as_str(),
+                profile.goodbye.as_str(),
+                profile.filler.as_str(),
+            ]);
+        }
+        texts.push(APOLOGY);
+        let made = cache.warm(&texts, |t| voice.synthesize_sentence(t))?;
+        let mut phrases = Phrases::default();
+        for text in &texts {
+            if let Some(pcm) = cache.get(text) {
+                phrases.insert(text, pcm);
+            }
+        }
+        info!(
+            phrases = texts.len(),
+            synthesized = made,
+            "static phrases ready"
+        );
+        let local = LocalPipeline::new(stt, brain, voice, Some(cache));
+        let provider = if config.allow_egress {
+            Some(ProviderBackend::new(config.provider_config()?))
+        } else {
+            info!("ALLOW_EGRESS=false: local backend only, the provider is never contacted");
+            None
+        };
+        let cost_log = Arc::new(CostLog::open(&config.server.cost_log_dir)?);
+        metrics.set_live_backend(if provider.is_some() {
+            crate::backend::BackendKind::Provider
+        } else {
+            crate::backend::BackendKind::Local
+        });
+        Ok(Self {
+            config,
+            metrics,
+            hasher,
+            local,
+            silero,
+            phrases,
+            provider,
+            cost_log,
+            draining: AtomicBool::new(false),
+            end_calls: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// Stop taking calls (SIGTERM).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Ends every live call now (the drain time is over).
+    pub fn end_all_calls(&self) {
+        self.end_calls.send_replace(true);
+    }
+
+    /// Resolves when [`Services::end_all_calls`] has been called.
+    pub fn calls_ended(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.end_calls.subscribe()
+    }
+
+    /// Draining: `/ready` fails and new calls get a polite refusal.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
