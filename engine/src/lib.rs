@@ -11,6 +11,7 @@ pub mod bench;
 pub mod call;
 pub mod config;
 pub mod failover;
+pub mod fleet;
 pub mod http;
 pub mod models;
 pub mod pii;
