@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::provider::config::{ConfigError as ProviderConfigError, ProviderConfig};
+use crate::failover::{FailoverConfig, FailoverConfigError};
 use crate::telemetry::cost_log::Prices;
 
 /// A secret string: read from config, printed as `********`.
@@ -221,6 +222,8 @@ pub struct Config {
     pub allow_egress: bool,
     /// The cloud provider.
     pub provider: ProviderFile,
+    /// When to fail over to the local backend and back (`FALLBACK_*`).
+    pub failover: FailoverConfig,
     /// Informational prices for the cost log.
     pub prices: Prices,
     /// Call profiles.
@@ -262,6 +265,15 @@ pub enum ConfigError {
         /// What is wrong.
         problem: String,
     },
+}
+
+impl From<FailoverConfigError> for ConfigError {
+    fn from(e: FailoverConfigError) -> Self {
+        Self::Invalid {
+            key: "failover",
+            problem: e.to_string(),
+        }
+    }
 }
 
 impl From<ProviderConfigError> for ConfigError {
@@ -363,6 +375,10 @@ impl Config {
         // The provider's own reader validates its variables; checked here so a bad value
         // fails at startup even while egress is off.
         self.allow_egress = self.provider_config_with(lookup)?.allow_egress;
+        // One ALLOW_EGRESS for both: the policy never probes what the client may not reach.
+        let mut failover = std::mem::take(&mut self.failover).with_env(|name| lookup(name))?;
+        failover.allow_egress = self.allow_egress;
+        self.failover = failover;
         Ok(())
     }
 
@@ -489,10 +505,15 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let cases: [Case; 6] = [
+        let cases: [Case; 7] = [
             (None, &[("TOM_ESL_LISTEN", "nowhere")], "TOM_ESL_LISTEN"),
             (None, &[("ALLOW_EGRESS", "perhaps")], "ALLOW_EGRESS"),
             (None, &[("TOM_BRAIN", "genius")], "TOM_BRAIN"),
+            (
+                None,
+                &[("FALLBACK_TRIGGER_MS", "fast")],
+                "FALLBACK_TRIGGER_MS",
+            ),
             (Some("[server]\nesl_listen = 5\n"), &[], "esl_listen"),
             (
                 Some("[server]\nno_such_setting = 1\n"),

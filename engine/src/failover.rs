@@ -36,7 +36,7 @@ const MAX_BURST: u64 = 100_000;
 
 /// Failover settings. Field names are the TOML keys of a future `[failover]` section; the
 /// five operator-facing ones also come from the environment ([`Self::from_lookup`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailoverConfig {
     /// The fleet trips when the provider's p95 e2e is over this (`FALLBACK_TRIGGER_MS`);

@@ -207,6 +207,75 @@ impl Fleet {
     }
 }
 
+/// Probes the provider with a real turn: a phrase of speech in, first reply audio out.
+pub struct ProviderProber {
+    backend: crate::backend::provider::ProviderBackend,
+    /// 8 kHz speech (a static phrase) played as the caller.
+    audio: Vec<i16>,
+    timeout: Duration,
+}
+
+impl ProviderProber {
+    /// A prober speaking `audio` (8 kHz) to `backend`, giving up after `timeout`.
+    pub fn new(
+        backend: crate::backend::provider::ProviderBackend,
+        audio: Vec<i16>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            backend,
+            audio,
+            timeout,
+        }
+    }
+
+    async fn run(&self) -> Result<Duration, ErrorKind> {
+        use crate::backend::{next_event, Session, SessionConfig, SessionEvent, Utterance};
+        let mut session = self
+            .backend
+            .open(SessionConfig {
+                rate: 8000,
+                telephony_ulaw: true,
+                language: "en".into(),
+                instructions: "This is a health probe. Answer in one short sentence.".into(),
+                history: Vec::new(),
+            })
+            .await
+            .map_err(|e| e.kind)?;
+        for frame in self.audio.chunks(160) {
+            session.push_audio(frame).map_err(|e| e.kind)?;
+        }
+        let committed = Instant::now();
+        session
+            .commit(Utterance {
+                end_of_speech: committed.into_std(),
+                voiced: Duration::from_millis(self.audio.len() as u64 / 8),
+                trailing: Duration::ZERO,
+            })
+            .map_err(|e| e.kind)?;
+        let outcome = loop {
+            match next_event(&mut session).await {
+                Some(SessionEvent::ReplyAudio(_)) => break Ok(committed.elapsed()),
+                Some(SessionEvent::Error(e)) if e.fatal => break Err(e.kind),
+                Some(_) => {}
+                None => break Err(ErrorKind::ClosedMidResponse),
+            }
+        };
+        session.close();
+        outcome
+    }
+}
+
+impl Prober for ProviderProber {
+    fn probe(&self) -> Pin<Box<dyn Future<Output = Result<Duration, ErrorKind>> + Send + '_>> {
+        Box::pin(async move {
+            tokio::time::timeout(self.timeout, self.run())
+                .await
+                .unwrap_or(Err(ErrorKind::Timeout))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

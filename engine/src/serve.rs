@@ -87,6 +87,9 @@ async fn run(
     let http_task = tokio::spawn(crate::http::serve(http, services.clone(), async move {
         let _ = http_stop.await;
     }));
+    let prober_task = services
+        .prober()
+        .map(|prober| services.fleet.spawn_timer(std::sync::Arc::new(prober)));
     let mut calls = esl.serve();
     let mut live = JoinSet::new();
     loop {
@@ -129,6 +132,9 @@ async fn run(
         if ended.is_err() {
             live.abort_all();
         }
+    }
+    if let Some(task) = prober_task {
+        task.abort();
     }
     let _ = http_stop_tx.send(());
     let _ = http_task.await;

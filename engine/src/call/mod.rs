@@ -23,11 +23,13 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::audio::endpointer::{EndpointEvent, Endpointer, EndpointerConfig};
 use crate::audio::vad::{detector_for_call, VoiceDetector};
 use crate::backend::local::brain::{Speaker, Turn};
+use crate::backend::provider::ProviderSession;
 use crate::backend::{
     next_event, BackendKind, ErrorKind, Session, SessionConfig, SessionError, SessionEvent, Stage,
     Utterance,
 };
 use crate::config::CallProfile;
+use crate::failover::{CallDecision, CallPolicy, FailoverReason};
 use crate::telemetry::cost_log::CallCost;
 use playout::Playout;
 pub use services::Services;
@@ -163,7 +165,11 @@ async fn run(mut call: Call, services: &Services, cost: &mut CallCost) -> anyhow
         .for_did(&channel.destination_number)
         .clone();
     let vad = detector_for_call(services.silero.as_ref(), rate)?;
+    let decision = services.fleet.backend_for_new_call();
     let mut task = CallTask {
+        policy: CallPolicy::new(&services.config.failover, decision.backend),
+        opening: None,
+        ready_provider: None,
         services,
         profile,
         rate,
@@ -186,7 +192,12 @@ async fn run(mut call: Call, services: &Services, cost: &mut CallCost) -> anyhow
         ending: None,
         cost,
     };
-    task.session = Some(task.open_session().await);
+    // The call starts on the local pipeline at once (the greeting plays while the
+    // provider connects) and moves to the provider when it is ready, between turns.
+    task.session = Some(Box::new(services.local.open(task.session_config())));
+    if decision.backend == BackendKind::Provider {
+        task.open_provider();
+    }
     task.say(&task.profile.greeting.clone());
     let max = Duration::from_secs(services.config.server.max_call_secs);
     let deadline = tokio::time::sleep(max);
@@ -203,7 +214,22 @@ async fn run(mut call: Call, services: &Services, cost: &mut CallCost) -> anyhow
                 None => std::future::pending().await,
             }
         };
+        let opening = task.opening.as_mut();
+        let opened = async {
+            match opening {
+                Some(handle) => handle.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            result = opened => {
+                task.opening = None;
+                task.provider_opened(result.unwrap_or_else(|e| Err(SessionError::new(
+                    BackendKind::Provider,
+                    ErrorKind::Connect,
+                    format!("connect task failed: {e}"),
+                ).fatal())));
+            }
             frame = rx.recv() => {
                 let frame = match frame {
                     Ok(f) => f,
@@ -241,6 +267,9 @@ async fn run(mut call: Call, services: &Services, cost: &mut CallCost) -> anyhow
     if let Some(mut session) = task.session.take() {
         session.close();
     }
+    if let Some(handle) = task.opening.take() {
+        handle.abort();
+    }
     let caller_left = matches!(outcome, Ok(Outcome::CallerHangup));
     task.tx.flush();
     drop(task);
@@ -270,8 +299,16 @@ struct TurnInFlight {
     filled: bool,
 }
 
+type Opening = tokio::task::JoinHandle<Result<ProviderSession, SessionError>>;
+
 struct CallTask<'a> {
     services: &'a Services,
+    /// Per-call failover rules.
+    policy: CallPolicy,
+    /// A provider session being opened in the background.
+    opening: Option<Opening>,
+    /// An opened provider session waiting for the turn boundary.
+    ready_provider: Option<ProviderSession>,
     profile: CallProfile,
     rate: u32,
     telephony_ulaw: bool,
@@ -311,39 +348,61 @@ impl CallTask<'_> {
         }
     }
 
-    /// The provider when allowed and reachable, else the local pipeline.
-    async fn open_session(&mut self) -> Box<dyn Session> {
-        if let Some(provider) = &self.services.provider {
-            match provider.open(self.session_config()).await {
-                Ok(session) => {
-                    self.cost
-                        .switch(BackendKind::Provider, "start", SystemTime::now());
-                    return Box::new(session);
+    /// Starts connecting to the provider without holding up the call.
+    fn open_provider(&mut self) {
+        let Some(provider) = self.services.provider.clone() else {
+            return;
+        };
+        if self.opening.is_some() {
+            return;
+        }
+        let config = self.session_config();
+        self.opening = Some(tokio::spawn(async move { provider.open(config).await }));
+    }
+
+    fn provider_opened(&mut self, result: Result<ProviderSession, SessionError>) {
+        match result {
+            Ok(session) => {
+                self.services.fleet.record_connected();
+                self.ready_provider = Some(session);
+                if self.turn.is_none() {
+                    self.swap_in_provider();
                 }
-                Err(e) => {
-                    self.failed_over(&e);
+            }
+            Err(e) => {
+                self.services.fleet.record_error(e.backend, e.kind);
+                if let CallDecision::MoveToLocal(reason) = self.policy.hard_failure(e.kind) {
+                    self.count_failover(&reason, &e);
                 }
             }
         }
-        Box::new(self.services.local.open(self.session_config()))
     }
 
-    fn failed_over(&mut self, e: &SessionError) {
-        let reason = match e.kind {
-            ErrorKind::Auth => "auth",
-            ErrorKind::RateLimit => "rate_limit",
-            ErrorKind::Connect | ErrorKind::Timeout => "connect",
-            _ => "provider_failed_mid_call",
+    /// Between turns: the provider session that is ready replaces the local one.
+    fn swap_in_provider(&mut self) {
+        let Some(provider) = self.ready_provider.take() else {
+            return;
         };
-        warn!(error = %e, reason, "provider unusable: this call continues on the local backend");
+        // History may have grown while it connected; the provider gets it with the
+        // next session when the call returns later, and this turn's context now.
+        if let Some(mut old) = self.session.replace(Box::new(provider)) {
+            old.close();
+        }
+        info!("call continues on the provider");
+        self.cost
+            .switch(BackendKind::Provider, "provider_ready", SystemTime::now());
+    }
+
+    fn count_failover(&mut self, reason: &FailoverReason, e: &SessionError) {
+        warn!(error = %e, reason = reason.as_str(), %reason, "provider unusable: this call continues on the local backend");
         self.services.metrics.backend_error(e.backend, e.kind);
         self.services
             .metrics
             .provider_failover_total
-            .with_label_values(&[reason])
+            .with_label_values(&[reason.as_str()])
             .inc();
         self.cost
-            .switch(BackendKind::Local, reason, SystemTime::now());
+            .switch(BackendKind::Local, reason.as_str(), SystemTime::now());
     }
 
     fn say(&mut self, text: &str) {
@@ -444,6 +503,7 @@ impl CallTask<'_> {
             first_audio: None,
             filled: false,
         });
+        self.policy.turn_started(utterance.end_of_speech);
         self.reply_text.clear();
         let committed = match self.session.as_mut() {
             Some(session) => session.commit(utterance),
@@ -517,7 +577,12 @@ impl CallTask<'_> {
         let Some(event) = event else {
             // The session ended on its own (after a fatal error it reported).
             self.session = None;
-            self.switch_to_local("provider_failed_mid_call").await;
+            if backend == BackendKind::Provider {
+                self.switch_to_local("provider_failed_mid_call").await;
+            } else {
+                warn!("local session stopped; opening a new one");
+                self.open_local_and_replay().await;
+            }
             return;
         };
         match event {
@@ -539,6 +604,9 @@ impl CallTask<'_> {
                         let eos = Instant::from_std(turn.utterance.end_of_speech);
                         let ms = now.saturating_duration_since(eos).as_secs_f64() * 1e3;
                         self.services.metrics.e2e(backend, ms);
+                        self.services
+                            .fleet
+                            .record_turn(backend, now.saturating_duration_since(eos));
                         info!(
                             backend = backend.as_str(),
                             first_audio_ms = ms as u64,
@@ -570,7 +638,18 @@ impl CallTask<'_> {
                     return;
                 }
                 self.remember_reply();
+                let first_audio = self.turn.and_then(|t| {
+                    t.first_audio.map(|at| {
+                        at.saturating_duration_since(Instant::from_std(t.utterance.end_of_speech))
+                    })
+                });
                 self.turn = None;
+                if let CallDecision::MoveToLocal(reason) =
+                    self.policy.turn_finished(backend, first_audio)
+                {
+                    self.move_to_local(&reason).await;
+                }
+                self.turn_boundary().await;
                 self.turns += 1;
                 self.cost.turn();
                 if done.ends_call {
@@ -583,10 +662,14 @@ impl CallTask<'_> {
             }
             SessionEvent::SpeechStarted | SessionEvent::SpeechStopped => {}
             SessionEvent::Error(e) => {
-                self.services.metrics.backend_error(e.backend, e.kind);
                 if e.fatal {
+                    // Counted (metric, fleet) where the switch happens.
                     self.backend_failed(e).await;
                 } else {
+                    self.services.metrics.backend_error(e.backend, e.kind);
+                    if e.backend == BackendKind::Provider {
+                        self.services.fleet.record_error(e.backend, e.kind);
+                    }
                     debug!(error = %e, "backend error");
                     if e.backend == BackendKind::Local && self.turn.is_some() {
                         let apology = services::APOLOGY;
@@ -598,8 +681,18 @@ impl CallTask<'_> {
     }
 
     async fn backend_failed(&mut self, e: SessionError) {
+        if e.backend == BackendKind::Local {
+            self.services.metrics.backend_error(e.backend, e.kind);
+        }
         if e.backend == BackendKind::Provider {
-            self.failed_over(&e);
+            self.services.fleet.record_error(e.backend, e.kind);
+            let reason = match self.policy.hard_failure(e.kind) {
+                CallDecision::MoveToLocal(reason) | CallDecision::AnswerTurnLocally(reason) => {
+                    reason
+                }
+                CallDecision::Stay => FailoverReason::ProviderFailedMidCall { kind: e.kind },
+            };
+            self.count_failover(&reason, &e);
             if let Some(mut session) = self.session.take() {
                 session.close();
             }
@@ -610,6 +703,7 @@ impl CallTask<'_> {
         }
     }
 
+    /// The provider session ended by itself (after reporting its error).
     async fn switch_to_local(&mut self, reason: &str) {
         self.services
             .metrics
@@ -619,6 +713,45 @@ impl CallTask<'_> {
         self.cost
             .switch(BackendKind::Local, reason, SystemTime::now());
         self.open_local_and_replay().await;
+    }
+
+    /// The call leaves the provider for good (slow turns), at a turn boundary.
+    async fn move_to_local(&mut self, reason: &FailoverReason) {
+        warn!(reason = reason.as_str(), %reason, "this call moves to the local backend");
+        self.services
+            .metrics
+            .provider_failover_total
+            .with_label_values(&[reason.as_str()])
+            .inc();
+        self.cost
+            .switch(BackendKind::Local, reason.as_str(), SystemTime::now());
+        if let Some(mut session) = self.session.take() {
+            session.close();
+        }
+        self.open_local_and_replay().await;
+    }
+
+    /// Between turns: follow the per-call policy back to the provider, or bring in a
+    /// provider session that connected during the turn.
+    async fn turn_boundary(&mut self) {
+        let on = self
+            .session
+            .as_ref()
+            .map_or(BackendKind::Local, |s| s.backend());
+        if on == BackendKind::Provider {
+            return;
+        }
+        if self.ready_provider.is_some() {
+            self.swap_in_provider();
+            return;
+        }
+        let wants_provider = self.policy.backend() == BackendKind::Provider
+            || self
+                .policy
+                .may_return_to_provider(self.services.fleet.state());
+        if wants_provider {
+            self.open_provider();
+        }
     }
 
     /// Continues the call on the local backend; a turn in flight is answered there from
@@ -658,8 +791,8 @@ impl CallTask<'_> {
         self.session = Some(session);
     }
 
-    /// A provider that has not started its reply well after the end of speech: answer
-    /// this turn locally (the per-call deadline of DESIGN.md).
+    /// A provider that has not started its reply by the first-audio deadline: this turn
+    /// is answered locally (and a second slow turn moves the call).
     async fn check_deadline(&mut self) {
         let Some(turn) = self.turn else { return };
         let on_provider = self
@@ -669,15 +802,26 @@ impl CallTask<'_> {
         if !on_provider || turn.first_audio.is_some() {
             return;
         }
-        let eos = Instant::from_std(turn.utterance.end_of_speech);
-        if Instant::now().saturating_duration_since(eos) < Duration::from_millis(1200) {
+        let Some(due) = self.policy.first_audio_due() else {
+            return;
+        };
+        let now = Instant::now();
+        if now.into_std() < due {
             return;
         }
-        warn!("provider missed the first-audio deadline: this turn is answered locally");
+        let reason = match self.policy.deadline_missed(now.into_std()) {
+            CallDecision::Stay => return,
+            CallDecision::AnswerTurnLocally(reason) | CallDecision::MoveToLocal(reason) => reason,
+        };
+        warn!(reason = reason.as_str(), %reason, "provider missed the first-audio deadline: this turn is answered locally");
+        self.services.fleet.record_turn(
+            BackendKind::Provider,
+            now.saturating_duration_since(Instant::from_std(turn.utterance.end_of_speech)),
+        );
         if let Some(mut session) = self.session.take() {
             let _ = session.cancel(Duration::ZERO);
             session.close();
         }
-        self.switch_to_local("first_audio_deadline").await;
+        self.switch_to_local(reason.as_str()).await;
     }
 }

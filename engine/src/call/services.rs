@@ -20,6 +20,8 @@ use crate::backend::local::tts::phrase_cache::{self, PhraseCache};
 use crate::backend::local::tts::{PiperVoice, Voice, STATIC_PHRASES};
 use crate::backend::provider::ProviderBackend;
 use crate::config::{BrainChoice, Config};
+use crate::failover::FailoverPolicy;
+use crate::fleet::{Fleet, ProviderProber};
 use crate::models::model_file;
 use crate::pii::NumberHasher;
 use crate::telemetry::cost_log::CostLog;
@@ -66,6 +68,8 @@ pub struct Services {
     pub provider: Option<ProviderBackend>,
     /// Where call records go.
     pub cost_log: Arc<CostLog>,
+    /// Which backend serves, fleet-wide.
+    pub fleet: Fleet,
     draining: AtomicBool,
     end_calls: tokio::sync::watch::Sender<bool>,
 }
@@ -146,11 +150,11 @@ impl Services {
             None
         };
         let cost_log = Arc::new(CostLog::open(&config.server.cost_log_dir)?);
-        metrics.set_live_backend(if provider.is_some() {
-            crate::backend::BackendKind::Provider
-        } else {
-            crate::backend::BackendKind::Local
-        });
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let policy = FailoverPolicy::new(config.failover.clone(), seed)?;
+        let fleet = Fleet::new(policy, metrics.clone());
         Ok(Self {
             config,
             metrics,
@@ -160,9 +164,21 @@ impl Services {
             phrases,
             provider,
             cost_log,
+            fleet,
             draining: AtomicBool::new(false),
             end_calls: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// The prober of the half-open state, when the provider may be used: the greeting
+    /// as the caller's speech.
+    pub fn prober(&self) -> Option<ProviderProber> {
+        let provider = self.provider.clone()?;
+        let audio = self
+            .phrases
+            .get(&self.config.calls.default.greeting, 8000)?;
+        let timeout = std::time::Duration::from_millis(self.config.failover.probe_timeout_ms);
+        Some(ProviderProber::new(provider, audio, timeout))
     }
 
     /// Stop taking calls (SIGTERM).
