@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 
 scripts/bootstrap.sh
+step "models for the local pipeline (cached in \$TOM_CACHE, verified by sha256)"
+scripts/fetch-models.sh
 step "building tom (release)"
 cargo build --release --locked -p engine
 step "starting tom serve (Ctrl-C to stop)"
