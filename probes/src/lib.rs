@@ -1,6 +1,8 @@
-//! Engineers' tools: `realtime-probe` (latency measurement, not built yet) and
-//! `provider-sim` (an OpenAI-Realtime-protocol server with fault injection, [`sim`]).
+//! Engineers' tools: `realtime-probe` (latency measurement, not built yet),
+//! `provider-sim` (an OpenAI-Realtime-protocol server with fault injection, [`sim`]) and a
+//! FreeSWITCH double that places calls into an engine ([`fs_double`]).
 
+pub mod fs_double;
 pub mod sim;
 
 /// Exit code of a tool that is not implemented yet. Deliberately outside the probe's
