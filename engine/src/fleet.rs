@@ -35,6 +35,8 @@ pub struct Fleet {
 struct Inner {
     policy: Mutex<FailoverPolicy>,
     metrics: Metrics,
+    /// The backend new calls go to, for whoever wants to follow it.
+    live: tokio::sync::watch::Sender<BackendKind>,
     /// Something changed that may move the next deadline.
     wake: Notify,
 }
@@ -55,10 +57,12 @@ impl Fleet {
     /// A shell over `policy`, exporting to `metrics`.
     pub fn new(policy: FailoverPolicy, metrics: Metrics) -> Self {
         metrics.set_live_backend(policy.live_backend());
+        let live = tokio::sync::watch::channel(policy.live_backend()).0;
         Self {
             inner: Arc::new(Inner {
                 policy: Mutex::new(policy),
                 metrics,
+                live,
                 wake: Notify::new(),
             }),
         }
@@ -78,8 +82,14 @@ impl Fleet {
         while let Some(transition) = policy.poll_transition() {
             self.publish(&transition);
         }
-        self.inner.metrics.set_live_backend(policy.live_backend());
+        let live = policy.live_backend();
         drop(policy);
+        self.inner.metrics.set_live_backend(live);
+        self.inner.live.send_if_modified(|current| {
+            let changed = *current != live;
+            *current = live;
+            changed
+        });
         self.inner.wake.notify_one();
         out
     }
@@ -147,6 +157,11 @@ impl Fleet {
     /// The backend new calls go to now (the gauge).
     pub fn live_backend(&self) -> BackendKind {
         self.policy().live_backend()
+    }
+
+    /// Follows the backend new calls go to (changes on failover and failback).
+    pub fn watch_live_backend(&self) -> tokio::sync::watch::Receiver<BackendKind> {
+        self.inner.live.subscribe()
     }
 
     /// A turn answered by `backend` with first audio after `latency`.

@@ -505,6 +505,15 @@ impl CallTask<'_> {
         });
         self.policy.turn_started(utterance.end_of_speech);
         self.reply_text.clear();
+        info!(
+            backend = self
+                .session
+                .as_ref()
+                .map_or("none", |s| s.backend().as_str()),
+            voiced_ms = utterance.voiced.as_millis() as u64,
+            first_audio_due = self.policy.first_audio_due().is_some(),
+            "caller turn ended"
+        );
         let committed = match self.session.as_mut() {
             Some(session) => session.commit(utterance),
             None => return,
@@ -763,28 +772,37 @@ impl CallTask<'_> {
             let now = Instant::now();
             let waited =
                 now.saturating_duration_since(Instant::from_std(turn.utterance.end_of_speech));
-            if turn.first_audio.is_none() {
-                // Replay the turn: the utterance and what followed it.
-                let keep = (turn.utterance.voiced
-                    + turn.utterance.trailing
-                    + waited
-                    + Duration::from_millis(300))
-                .as_secs_f64()
-                    * f64::from(self.rate);
-                let skip = self.replay.len().saturating_sub(keep as usize);
-                let audio: Vec<i16> = self.replay.iter().skip(skip).copied().collect();
-                let _ = session.push_audio(&audio);
-                let replayed = Utterance {
-                    trailing: turn.utterance.trailing + waited,
-                    ..turn.utterance
-                };
-                let _ = session.commit(replayed);
-                if waited + Duration::from_millis(300) >= FILLER_AFTER && !turn.filled {
-                    let filler = self.profile.filler.clone();
-                    self.say(&filler);
-                    if let Some(t) = self.turn.as_mut() {
-                        t.filled = true;
-                    }
+            // The turn is answered again from the caller's audio, whether or not part
+            // of the failed reply was heard: an unanswered question is worse than a
+            // restart of the answer.
+            let keep = (turn.utterance.voiced
+                + turn.utterance.trailing
+                + waited
+                + Duration::from_millis(300))
+            .as_secs_f64()
+                * f64::from(self.rate);
+            let skip = self.replay.len().saturating_sub(keep as usize);
+            let audio: Vec<i16> = self.replay.iter().skip(skip).copied().collect();
+            let _ = session.push_audio(&audio);
+            let replayed = Utterance {
+                trailing: turn.utterance.trailing + waited,
+                ..turn.utterance
+            };
+            let _ = session.commit(replayed);
+            self.reply_text.clear();
+            // A reply cut off mid-sentence is dropped and bridged with the filler; one that
+            // never started gets the filler only if the caller has waited long.
+            let cut_off = turn.first_audio.is_some();
+            if cut_off {
+                self.tx.flush();
+                self.playout.clear();
+                self.speaking = false;
+            }
+            if (cut_off || waited + Duration::from_millis(300) >= FILLER_AFTER) && !turn.filled {
+                let filler = self.profile.filler.clone();
+                self.say(&filler);
+                if let Some(t) = self.turn.as_mut() {
+                    t.filled = true;
                 }
             }
         }

@@ -1,0 +1,299 @@
+//! The engine end to end: `engine::serve::start` in process, a FreeSWITCH double placing
+//! a call over ESL + unicast UDP (recorded-FreeSWITCH behaviour), and `provider-sim` as
+//! the cloud. A spoken question goes in, reply audio comes out, the cost record is
+//! written; the provider dying mid-reply moves the same call to local without dropping
+//! it; a slow provider trips the fleet to local and healthy probes bring it back.
+//! Needs the fetched models (scripts/test.sh). Loopback only; waits end on events.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use engine::backend::BackendKind;
+use engine::config::Config;
+use engine::serve::{start, Running};
+use probes::fs_double::{CallSpec, DoubleCall, FsDouble};
+use probes::sim::{Faults, ProviderSim, ReplySource, SimConfig, SimHandle};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const KEY: &str = "sk-e2e";
+
+/// "Could I book a table for two people tomorrow evening?" in our voice, as a PCMU
+/// call carries it (8 kHz).
+fn question() -> &'static [i16] {
+    static AUDIO: OnceLock<Vec<i16>> = OnceLock::new();
+    AUDIO.get_or_init(|| {
+        let voice = engine::backend::local::tts::PiperVoice::load(
+            &engine::models::models_dir(),
+            engine::backend::local::tts::DEFAULT_VOICE_ID,
+        )
+        .expect("Piper voice fetched (scripts/fetch-models.sh)");
+        engine::bench::phone_question(&voice).expect("question")
+    })
+}
+
+fn local_config(costs: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.esl_listen = "127.0.0.1:0".parse().unwrap();
+    config.server.http_addr = "127.0.0.1:0".parse().unwrap();
+    config.server.cost_log_dir = costs.to_owned();
+    config.server.drain_secs = 5;
+    config
+}
+
+fn provider_config(costs: &Path, sim: &SimHandle, key_file: &Path) -> Config {
+    let mut config = local_config(costs);
+    config.allow_egress = true;
+    config.failover.allow_egress = true;
+    config.provider.url = Some(sim.ws_url());
+    config.provider.key_file = Some(key_file.to_owned());
+    config
+}
+
+async fn sim(faults: Faults) -> SimHandle {
+    ProviderSim::start(SimConfig {
+        faults,
+        api_key: Some(KEY.into()),
+        reply: ReplySource::Tone { ms: 1500 },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim")
+}
+
+fn metric(engine: &Running, series: &str) -> f64 {
+    engine
+        .services
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{series} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The engines of these tests each run whisper; one at a time keeps their timing honest
+/// on a small machine.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+    SERIAL.lock().await
+}
+
+async fn call(engine: &Running) -> DoubleCall {
+    let call = FsDouble::call(engine.esl_addr, CallSpec::default())
+        .await
+        .expect("call placed");
+    call.wait_for_media().await.expect("unicast started");
+    call
+}
+
+/// Lets the greeting play out, then asks; returns the e2e of the answer.
+async fn ask(call: &DoubleCall) -> Duration {
+    call.play_silence(Duration::from_millis(4500))
+        .await
+        .expect("silence");
+    let spoke = call.play(question()).await.expect("question");
+    call.play_silence(Duration::from_millis(100))
+        .await
+        .expect("silence");
+    call.wait_for_reply_after(spoke, LIMIT)
+        .await
+        .expect("a reply");
+    call.e2e_after(spoke).expect("e2e")
+}
+
+fn cost_records(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_dir(dir)
+        .expect("cost dir")
+        .filter_map(Result::ok)
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .expect("read")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("json line"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_call_is_answered_and_recorded() {
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let engine = start(local_config(costs.path())).await.expect("engine");
+    assert_eq!(
+        metric(&engine, r#"tom_realtime_backend{backend="local"}"#),
+        1.0
+    );
+    let call = call(&engine).await;
+    let greeting = call
+        .wait_for_reply_after(tokio::time::Instant::now() - Duration::from_secs(1), LIMIT)
+        .await;
+    assert!(greeting.is_ok(), "no greeting");
+    let e2e = ask(&call).await;
+    eprintln!("local e2e: {e2e:?}");
+    // The caller listens to the answer (about 5 s) before hanging up.
+    call.play_silence(Duration::from_secs(7))
+        .await
+        .expect("listen");
+    call.hangup().await.expect("hangup");
+    engine.shutdown().await.expect("shutdown");
+    let records = cost_records(costs.path());
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(record["call_id"], call.uuid());
+    assert_eq!(record["backend"], "local");
+    assert_eq!(record["outcome"], "caller_hangup");
+    assert!(record["turns"].as_u64() >= Some(1), "{record}");
+    assert!(record["stt_duration_s"].as_f64() > Some(0.0), "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_answers_and_a_failure_mid_reply_moves_the_call_to_local() {
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let key = costs.path().join("key");
+    std::fs::write(&key, KEY).unwrap();
+    let sim = sim(Faults {
+        first_audio_ms: 100,
+        ..Faults::default()
+    })
+    .await;
+    let engine = start(provider_config(&costs.path().join("costs"), &sim, &key))
+        .await
+        .expect("engine");
+    assert_eq!(
+        metric(&engine, r#"tom_realtime_backend{backend="provider"}"#),
+        1.0
+    );
+    let call = call(&engine).await;
+    ask(&call).await;
+    assert_eq!(
+        metric(&engine, r#"tom_realtime_e2e_ms_count{backend="provider"}"#),
+        1.0,
+        "the first turn was the provider's"
+    );
+    assert!(sim
+        .received()
+        .iter()
+        .any(|r| r.kind == "input_audio_buffer.commit"));
+
+    // The provider drops the socket 300 ms into its next reply.
+    sim.set_faults(Faults {
+        first_audio_ms: 100,
+        close_after_ms: Some(300),
+        ..Faults::default()
+    })
+    .unwrap();
+    let spoke = call.play(question()).await.expect("question");
+    call.play_silence(Duration::from_millis(100)).await.unwrap();
+    call.wait_for_reply_after(spoke, LIMIT)
+        .await
+        .expect("reply starts");
+    // The same call goes on: the local pipeline answers the turn again (after the filler).
+    let after_failure = spoke + Duration::from_millis(800);
+    call.play_silence(Duration::from_millis(2500))
+        .await
+        .unwrap();
+    assert!(
+        call.first_reply_frame_after(after_failure).is_some(),
+        "dead air after the provider failed"
+    );
+    assert!(call.hangup_state().is_none(), "the call was dropped");
+    assert_eq!(
+        metric(
+            &engine,
+            r#"tom_provider_failover_total{reason="provider_failed_mid_call"}"#
+        ),
+        1.0
+    );
+    call.hangup().await.expect("hangup");
+    engine.shutdown().await.expect("shutdown");
+    let records = cost_records(&costs.path().join("costs"));
+    let switches = records[0]["switches"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        switches
+            .iter()
+            .any(|s| s["to"] == "local" && s["reason"] == "provider_failed_mid_call"),
+        "{records:?}"
+    );
+    assert!(records[0]["provider_usage"]["output_audio_tokens"].as_u64() > Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_provider_trips_the_fleet_and_healthy_probes_bring_it_back() {
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let key = costs.path().join("key");
+    std::fs::write(&key, KEY).unwrap();
+    let sim = sim(Faults {
+        first_audio_ms: 1500,
+        ..Faults::default()
+    })
+    .await;
+    let mut config = provider_config(&costs.path().join("costs"), &sim, &key);
+    config.failover.min_turns = 2;
+    config.failover.cooldown_s = 1;
+    config.failover.cooldown_max_s = 2;
+    config.failover.probes_to_recover = 2;
+    config.failover.probe_interval_ms = 300;
+    config.failover.ramp_percent = Vec::new();
+    let engine = start(config).await.expect("engine");
+    let mut live = engine.services.fleet.watch_live_backend();
+    assert_eq!(*live.borrow_and_update(), BackendKind::Provider);
+
+    // Each turn misses the 1200 ms first-audio deadline: answered locally; the second
+    // slow turn trips the fleet (p95 over 800 ms with 2 turns) and new calls go local.
+    let call = call(&engine).await;
+    ask(&call).await;
+    assert_eq!(
+        metric(
+            &engine,
+            r#"tom_provider_failover_total{reason="first_audio_deadline"}"#
+        ),
+        1.0
+    );
+    call.play_silence(Duration::from_millis(3000))
+        .await
+        .unwrap();
+    let spoke = call.play(question()).await.expect("question");
+    call.play_silence(Duration::from_millis(100)).await.unwrap();
+    call.wait_for_reply_after(spoke, LIMIT)
+        .await
+        .expect("reply");
+    tokio::time::timeout(LIMIT, live.wait_for(|b| *b == BackendKind::Local))
+        .await
+        .expect("fleet tripped in time")
+        .expect("watch");
+    assert_eq!(
+        metric(&engine, r#"tom_realtime_backend{backend="local"}"#),
+        1.0
+    );
+    assert!(metric(&engine, r#"tom_provider_failover_total{reason="latency"}"#) >= 1.0);
+    call.hangup().await.expect("hangup");
+
+    // The provider is healthy again: after the cooldown, two good probes close the
+    // circuit and new calls go to the provider.
+    sim.set_faults(Faults {
+        first_audio_ms: 50,
+        ..Faults::default()
+    })
+    .unwrap();
+    tokio::time::timeout(LIMIT, live.wait_for(|b| *b == BackendKind::Provider))
+        .await
+        .expect("failback in time")
+        .expect("watch");
+    assert_eq!(metric(&engine, "tom_failback_total"), 1.0);
+    engine.shutdown().await.expect("shutdown");
+}
