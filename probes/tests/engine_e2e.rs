@@ -297,3 +297,109 @@ async fn a_slow_provider_trips_the_fleet_and_healthy_probes_bring_it_back() {
     assert_eq!(metric(&engine, "tom_failback_total"), 1.0);
     engine.shutdown().await.expect("shutdown");
 }
+
+fn summary(mut ms: Vec<f64>) -> String {
+    ms.sort_by(f64::total_cmp);
+    let rank = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+    format!(
+        "n={} p50={:.0} ms p95={:.0} ms max={:.0} ms",
+        ms.len(),
+        rank(0.5),
+        rank(0.95),
+        rank(1.0)
+    )
+}
+
+/// Figures for the session note, not a check:
+/// `cargo test --release -p probes --test engine_e2e -- --ignored --nocapture measure`.
+/// Voice to voice on the local backend over 20 turns of one call (the caller's last
+/// voiced frame sent → first reply frame received, as the double sees it), then CPU and
+/// resident memory of idle and talking calls from the engine's own process metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement"]
+async fn measure_local_voice_to_voice_cpu_and_memory() {
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let mut config = local_config(costs.path());
+    config.calls.default.max_turns = 100;
+    let engine = start(config).await.expect("engine");
+    let call = call(&engine).await;
+    call.play_silence(Duration::from_millis(4500))
+        .await
+        .unwrap();
+    let mut e2e = Vec::new();
+    for _ in 0..20 {
+        let spoke = call.play(question()).await.expect("question");
+        let last_voiced = call
+            .sent_frames()
+            .iter()
+            .rev()
+            .find(|f| {
+                let energy: f64 = f.samples.iter().map(|&s| f64::from(s).powi(2)).sum();
+                (energy / f.samples.len().max(1) as f64).sqrt() > 300.0
+            })
+            .map_or(spoke, |f| f.at);
+        call.play_silence(Duration::from_millis(100)).await.unwrap();
+        let reply = call
+            .wait_for_reply_after(spoke, LIMIT)
+            .await
+            .expect("reply");
+        e2e.push(reply.saturating_duration_since(last_voiced).as_secs_f64() * 1e3);
+        // Listen to the answer before the next question.
+        call.play_silence(Duration::from_secs(6)).await.unwrap();
+    }
+    eprintln!("local voice to voice (double's view): {}", summary(e2e));
+    eprintln!(
+        "engine first_audio histogram: sum={} count={}",
+        metric(&engine, r#"tom_realtime_e2e_ms_sum{backend="local"}"#),
+        metric(&engine, r#"tom_realtime_e2e_ms_count{backend="local"}"#)
+    );
+    call.hangup().await.unwrap();
+
+    let cpu = |e: &Running| metric(e, "process_cpu_seconds_total");
+    let rss = |e: &Running| metric(e, "process_resident_memory_bytes") / 1e6;
+    let (cpu0, rss0) = (cpu(&engine), rss(&engine));
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        idle.push(call_idle(&engine).await);
+    }
+    let window = Duration::from_secs(10);
+    let (c1, r1) = (cpu(&engine), rss(&engine));
+    // The measurement window (the double streams silence on every idle call meanwhile).
+    tokio::time::sleep(window).await;
+    let (c2, r2) = (cpu(&engine), rss(&engine));
+    eprintln!(
+        "10 idle calls for {window:?}: {:.1} % of a core per call, RSS {:.0} MB → {:.0} MB ({:.1} MB per call; before calls {:.0} MB, cpu {:.1} s)",
+        (c2 - c1) / window.as_secs_f64() / 10.0 * 100.0,
+        r1,
+        r2,
+        (r2 - rss0) / 10.0,
+        rss0,
+        cpu0
+    );
+    for c in &idle {
+        c.hangup().await.unwrap();
+    }
+    // One talking call: a question and its answer, 10 s.
+    let talker = call_idle(&engine).await;
+    let c3 = cpu(&engine);
+    let started = tokio::time::Instant::now();
+    talker.play(question()).await.unwrap();
+    talker.play_silence(Duration::from_secs(7)).await.unwrap();
+    let took = started.elapsed();
+    let c4 = cpu(&engine);
+    eprintln!(
+        "1 talking call (question + answer) for {took:?}: {:.1} % of a core, RSS {:.0} MB",
+        (c4 - c3) / took.as_secs_f64() * 100.0,
+        rss(&engine)
+    );
+    talker.hangup().await.unwrap();
+    engine.shutdown().await.unwrap();
+}
+
+async fn call_idle(engine: &Running) -> DoubleCall {
+    let c = call(engine).await;
+    // Past the greeting.
+    c.play_silence(Duration::from_millis(4500)).await.unwrap();
+    c
+}
