@@ -138,38 +138,40 @@ impl InvalidRequest {
 impl Message {
     /// The message as template input.
     pub fn to_chat(&self) -> Result<ChatMessage, InvalidRequest> {
-        let role =
-            match self.role.as_str() {
-                "system" | "developer" => "system",
-                "user" => "user",
-                "assistant" => "assistant",
-                other => return Err(InvalidRequest::new(
+        let role = match self.role.as_str() {
+            "system" | "developer" => "system",
+            "user" => "user",
+            "assistant" => "assistant",
+            other => {
+                return Err(InvalidRequest::new(
                     format!(
                         "unsupported message role '{other}' (system, developer, user, assistant)"
                     ),
                     "messages",
-                )),
-            };
-        let content =
-            match &self.content {
-                None => String::new(),
-                Some(Content::Text(text)) => text.clone(),
-                Some(Content::Parts(parts)) => {
-                    let mut text = String::new();
-                    for part in parts {
-                        match (part.kind.as_str(), &part.text) {
-                            ("text", Some(t)) => text.push_str(t),
-                            (kind, _) => return Err(InvalidRequest::new(
+                ))
+            }
+        };
+        let content = match &self.content {
+            None => String::new(),
+            Some(Content::Text(text)) => text.clone(),
+            Some(Content::Parts(parts)) => {
+                let mut text = String::new();
+                for part in parts {
+                    match (part.kind.as_str(), &part.text) {
+                        ("text", Some(t)) => text.push_str(t),
+                        (kind, _) => {
+                            return Err(InvalidRequest::new(
                                 format!(
                                     "unsupported content part '{kind}': this model reads text only"
                                 ),
                                 "messages",
-                            )),
+                            ))
                         }
                     }
-                    text
                 }
-            };
+                text
+            }
+        };
         Ok(ChatMessage { role, content })
     }
 }

@@ -295,6 +295,14 @@ async fn ignore_eos_runs_to_the_token_limit() {
 #[tokio::test]
 async fn exits_when_the_supervisor_pipe_closes() {
     let mut server = Server::start(&["--exit-on-stdin-eof"]).await;
+    // Serving while the pipe is open…
+    let health = reqwest::Client::new()
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // …and gone once it closes.
     drop(server.child.stdin.take());
     let status = tokio::time::timeout(REPLY, server.child.wait())
         .await
