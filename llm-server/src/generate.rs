@@ -235,6 +235,7 @@ fn run(options: ModelOptions, jobs: std::sync::mpsc::Receiver<Job>, status: watc
         template,
         batch: options.batch,
         end_tokens,
+        cached: Vec::new(),
     };
     while let Ok(job) = jobs.recv() {
         generator.serve(job);
@@ -290,6 +291,8 @@ struct Generator<'m, 'c> {
     batch: u32,
     /// Every end-of-generation token (for `ignore_eos`).
     end_tokens: Vec<LlamaToken>,
+    /// The tokens whose entries are in the context's cache, in position order.
+    cached: Vec<LlamaToken>,
 }
 
 impl Generator<'_, '_> {
@@ -313,6 +316,7 @@ impl Generator<'_, '_> {
                 tracing::info!(
                     queue_ms,
                     prompt_tokens = outcome.usage.prompt_tokens,
+                    cached_tokens = outcome.usage.prompt_tokens_details.cached_tokens,
                     completion_tokens = outcome.usage.completion_tokens,
                     first_token_ms = outcome.first_token.map(|d| d.as_millis() as u64),
                     total_ms = outcome.total.as_millis() as u64,
@@ -346,6 +350,50 @@ impl Generator<'_, '_> {
         }
     }
 
+    /// Keeps the cache entries of the longest prefix `tokens` shares with what the
+    /// context holds (never all of `tokens`) and returns its length.
+    fn reuse_prefix(&mut self, tokens: &[LlamaToken]) -> usize {
+        let shared = self
+            .cached
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(tokens.len().saturating_sub(1));
+        let trimmed = u32::try_from(shared)
+            .ok()
+            .and_then(|from| self.ctx.clear_kv_cache_seq(Some(0), Some(from), None).ok())
+            .unwrap_or(false);
+        if shared > 0 && trimmed {
+            self.cached.truncate(shared);
+            shared
+        } else {
+            self.ctx.clear_kv_cache();
+            self.cached.clear();
+            0
+        }
+    }
+
+    /// Decodes `batch` (whose tokens are `tokens`) and records them as cached; on
+    /// failure the cache is in an unknown state and is dropped.
+    fn decode(
+        &mut self,
+        batch: &mut LlamaBatch<'_>,
+        tokens: &[LlamaToken],
+    ) -> Result<(), GenerateError> {
+        match self.ctx.decode(batch) {
+            Ok(()) => {
+                self.cached.extend_from_slice(tokens);
+                Ok(())
+            }
+            Err(e) => {
+                self.ctx.clear_kv_cache();
+                self.cached.clear();
+                Err(GenerateError::Inference(e.to_string()))
+            }
+        }
+    }
+
     /// Runs one generation; `Ok(None)` when the receiver went away.
     fn generate(
         &mut self,
@@ -359,6 +407,9 @@ impl Generator<'_, '_> {
         let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
         let ctx_size = self.ctx.n_ctx();
         let prompt_tokens = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        if tokens.is_empty() {
+            return Err(GenerateError::Inference("the prompt is empty".into()));
+        }
         if prompt_tokens >= ctx_size {
             return Err(GenerateError::PromptTooLong {
                 prompt_tokens,
@@ -367,23 +418,23 @@ impl Generator<'_, '_> {
         }
         let max_tokens = params.max_tokens.min(ctx_size - prompt_tokens);
 
-        // Every request starts from an empty cache: replies are short and prompts small,
-        // so prefix reuse is not worth its bookkeeping yet.
-        self.ctx.clear_kv_cache();
+        // Each turn of a call resends the whole conversation, so the previous request's
+        // tokens are usually a prefix of this one: keep their cache entries and only
+        // process what is new (the system prompt and earlier turns cost nothing twice).
+        // At least the last prompt token is always processed, for its logits.
+        let reused = self.reuse_prefix(&tokens);
         let batch_size = self.batch as usize;
         let mut batch = LlamaBatch::new(batch_size, 1);
-        let Some(last) = tokens.len().checked_sub(1) else {
-            return Err(GenerateError::Inference("the prompt is empty".into()));
-        };
-        for (chunk_index, chunk) in tokens.chunks(batch_size).enumerate() {
+        let last = tokens.len() - 1;
+        for (chunk_index, chunk) in tokens[reused..].chunks(batch_size).enumerate() {
             batch.clear();
             for (i, token) in chunk.iter().enumerate() {
-                let pos = chunk_index * batch_size + i;
+                let pos = reused + chunk_index * batch_size + i;
                 batch
                     .add(*token, pos as i32, &[0], pos == last)
                     .map_err(|e| fail(&e))?;
             }
-            self.ctx.decode(&mut batch).map_err(|e| fail(&e))?;
+            self.decode(&mut batch, chunk)?;
         }
 
         let mut sampler = sampler(params, self.model.n_vocab(), &self.end_tokens);
@@ -423,7 +474,7 @@ impl Generator<'_, '_> {
                 .add(token, position, &[0], true)
                 .map_err(|e| fail(&e))?;
             position += 1;
-            self.ctx.decode(&mut batch).map_err(|e| fail(&e))?;
+            self.decode(&mut batch, &[token])?;
         };
         let tail = stops.push(&utf8.finish()) + &stops.finish();
         if !send(tail) {
@@ -431,7 +482,7 @@ impl Generator<'_, '_> {
         }
         Ok(Some(Outcome {
             finish_reason,
-            usage: Usage::new(prompt_tokens, completion_tokens),
+            usage: Usage::new(prompt_tokens, completion_tokens, reused as u32),
             first_token,
             total: started.elapsed(),
         }))

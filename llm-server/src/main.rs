@@ -96,7 +96,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let model = cli.model.clone().unwrap_or_else(paths::default_model);
     paths::check_model(&model)?;
-    let (worker, status) = Worker::spawn(ModelOptions {
+    let (worker, mut status) = Worker::spawn(ModelOptions {
         path: model,
         threads: cli.threads,
         ctx_size: cli.ctx_size,
@@ -121,11 +121,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let app = router(Arc::new(AppState::new(worker, status.clone(), config)));
     let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown(cli.exit_on_stdin_eof));
-    let ready = async {
-        wait_ready(status).await?;
+    let ready = async move {
+        wait_ready(&mut status).await?;
         announce(addr).context("cannot write the ready line to stdout")?;
         tracing::info!(%addr, "ready");
-        std::future::pending::<anyhow::Result<()>>().await
+        // The worker only ends by panicking (its job channel lives as long as the
+        // server): exit non-zero so the supervisor starts a fresh process, rather than
+        // answering every request with an error.
+        while status.changed().await.is_ok() {}
+        anyhow::bail!("the model worker stopped unexpectedly")
     };
     tokio::select! {
         served = serve => served.context("the HTTP server failed"),
@@ -140,7 +144,7 @@ fn announce(addr: SocketAddr) -> std::io::Result<()> {
 }
 
 /// Resolves once the model is loaded, or with the reason it could not be.
-async fn wait_ready(mut status: watch::Receiver<Status>) -> anyhow::Result<()> {
+async fn wait_ready(status: &mut watch::Receiver<Status>) -> anyhow::Result<()> {
     loop {
         match &*status.borrow_and_update() {
             Status::Ready => return Ok(()),

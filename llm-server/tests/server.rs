@@ -94,6 +94,51 @@ async fn async_openai_streams_deltas_to_the_end() {
 }
 
 #[tokio::test]
+async fn a_follow_up_turn_reuses_the_cached_prefix_without_changing_replies() {
+    let server = Server::start(&[]).await;
+    let chat = client(&server);
+    let ask = |question: &'static str| {
+        CreateChatCompletionRequestArgs::default()
+            .model("smollm2")
+            .messages([
+                ChatCompletionRequestSystemMessage::from("You are a friendly phone agent.").into(),
+                ChatCompletionRequestUserMessage::from(question).into(),
+            ])
+            .max_completion_tokens(16u32)
+            .temperature(0.0)
+            .build()
+            .expect("a valid request")
+    };
+    let mut replies = Vec::new();
+    for question in [PROMPT, "What are your opening hours?", PROMPT] {
+        let response = tokio::time::timeout(REPLY, chat.chat().create(ask(question)))
+            .await
+            .expect("reply in time")
+            .expect("completion");
+        let usage = response.usage.expect("usage");
+        let cached = usage
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .expect("cached_tokens");
+        let text = response.choices[0]
+            .message
+            .content
+            .clone()
+            .unwrap_or_default();
+        replies.push((text, cached, usage.prompt_tokens));
+    }
+    assert_eq!(replies[0].1, 0, "nothing cached before the first request");
+    // The system prompt is shared; the first question is not.
+    assert!(
+        replies[1].1 > 0 && replies[1].1 < replies[1].2,
+        "{replies:?}"
+    );
+    assert!(replies[2].1 > 0, "{replies:?}");
+    // Greedy decoding gives the same reply whether the prefix came from the cache or not.
+    assert_eq!(replies[0].0, replies[2].0);
+}
+
+#[tokio::test]
 async fn raw_stream_is_sse_chunks_then_done() {
     let server = Server::start(&[]).await;
     let body = serde_json::json!({
