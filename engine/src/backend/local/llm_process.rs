@@ -227,8 +227,9 @@ impl LlmProcess {
     /// Starts the server and waits until it is ready (bounded by `ready_timeout`).
     pub async fn start(config: LlmProcessConfig) -> Result<Self, LlmProcessError> {
         if !config.model.is_file() {
+            // The manifest's only LLM artefact, so the message names a fetch that works.
             return Err(ModelError::Missing {
-                id: config.model_id.clone(),
+                id: SMOLLM2_ID.into(),
                 path: config.model.clone(),
             }
             .into());
