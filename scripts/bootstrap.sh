@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 
 # build-essential/pkg-config: C code of -sys crates. cmake/clang/libclang-dev:
-# whisper.cpp (whisper-rs-sys) and bindgen. espeak-ng: speech for the endpointing and
-# STT tests (and phonemes for the Piper voice).
+# whisper.cpp (whisper-rs-sys), llama.cpp (llama-cpp-sys-2) and bindgen. espeak-ng:
+# speech for the endpointing and STT tests (and phonemes for the Piper voice).
 APT_PACKAGES=(build-essential pkg-config cmake clang libclang-dev espeak-ng libespeak-ng-dev)
 
 missing=()

@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 step "models for the local pipeline (cached in \$TOM_CACHE, verified by sha256)"
 scripts/fetch-models.sh
-step "building tom (release)"
-cargo build --release --locked -p engine
+# tom-llm (the local LLM server the engine supervises) is its own binary: llama.cpp and
+# whisper.cpp cannot be linked together (docs/decisions/0006-local-llm-process.md).
+step "building tom and tom-llm (release)"
+cargo build --release --locked -p engine -p llm-server
 step "starting tom serve (Ctrl-C to stop)"
 exec "$CARGO_TARGET_DIR/release/tom" serve "$@"

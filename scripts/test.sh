@@ -21,6 +21,9 @@ PYTHONDONTWRITEBYTECODE=1 "$TOM_CACHE/venv/bin/python" -m unittest discover -s t
 step "models for the local-pipeline tests (cached in \$TOM_CACHE, verified by sha256)"
 scripts/fetch-models.sh
 
+step "SmolLM2 for the tom-llm tests (llm-server; not in the default set)"
+scripts/fetch-models.sh --only smollm2
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

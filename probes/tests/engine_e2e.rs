@@ -298,6 +298,59 @@ async fn a_slow_provider_trips_the_fleet_and_healthy_probes_bring_it_back() {
     engine.shutdown().await.expect("shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barge_in_silences_the_engine_within_the_guard_and_the_question_is_answered() {
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let engine = start(local_config(costs.path())).await.expect("engine");
+    let call = call(&engine).await;
+    // The greeting is playing; the caller talks over it.
+    let greeting = call
+        .wait_for_reply_after(tokio::time::Instant::now() - Duration::from_secs(1), LIMIT)
+        .await
+        .expect("greeting");
+    call.play_silence(Duration::from_millis(500)).await.unwrap();
+    let spoke = call.play(question()).await.expect("question");
+    let onset = call
+        .sent_frames()
+        .iter()
+        .find(|f| {
+            f.at > greeting && {
+                let e: f64 = f.samples.iter().map(|&s| f64::from(s).powi(2)).sum();
+                (e / f.samples.len().max(1) as f64).sqrt() > 300.0
+            }
+        })
+        .map(|f| f.at)
+        .expect("voiced frame sent");
+    // The last greeting frame heard before the caller finished speaking.
+    let last_greeting = call
+        .received_frames()
+        .iter()
+        .filter(|f| f.at < spoke)
+        .rfind(|f| {
+            let e: f64 = f.samples.iter().map(|&s| f64::from(s).powi(2)).sum();
+            (e / f.samples.len().max(1) as f64).sqrt() > 100.0
+        })
+        .map(|f| f.at)
+        .expect("greeting frames");
+    let bargein = last_greeting.saturating_duration_since(onset);
+    eprintln!("bargein_ms (caller onset → last greeting frame received): {bargein:?}");
+    // 200 ms of speech confirm a barge-in (echo/noise guard), then at most the frame in
+    // flight and network time.
+    assert!(
+        bargein <= Duration::from_millis(300),
+        "our audio went on {bargein:?} after the caller started"
+    );
+    assert!(metric(&engine, "tom_bargein_ms_count") >= 1.0);
+    // And the question asked over the greeting is answered.
+    call.play_silence(Duration::from_millis(100)).await.unwrap();
+    call.wait_for_reply_after(spoke, LIMIT)
+        .await
+        .expect("answer");
+    call.hangup().await.unwrap();
+    engine.shutdown().await.unwrap();
+}
+
 fn summary(mut ms: Vec<f64>) -> String {
     ms.sort_by(f64::total_cmp);
     let rank = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
