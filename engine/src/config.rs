@@ -101,6 +101,8 @@ pub enum BrainChoice {
     Scripted,
     /// Any OpenAI-compatible chat-completions server at `llm_url`.
     OpenaiCompatible,
+    /// SmolLM2 in `tom-llm`, started and supervised by the engine (ADR 0006).
+    Smollm2,
 }
 
 /// The local pipeline.
@@ -117,7 +119,7 @@ pub struct LocalConfig {
     pub voice: String,
     /// Voices for other languages: language → Piper voice id, or `espeak:<lang>`.
     pub voices: BTreeMap<String, String>,
-    /// Reply generator (`TOM_BRAIN`: `scripted` | `openai-compatible`).
+    /// Reply generator (`TOM_BRAIN`: `scripted` | `openai-compatible` | `smollm2`).
     pub brain: BrainChoice,
     /// Base URL of the chat-completions server (`TOM_LLM_URL`).
     pub llm_url: String,
@@ -361,10 +363,13 @@ impl Config {
             self.local.brain = match v.as_str() {
                 "scripted" => BrainChoice::Scripted,
                 "openai-compatible" => BrainChoice::OpenaiCompatible,
+                "smollm2" => BrainChoice::Smollm2,
                 other => {
                     return Err(ConfigError::Env {
                         name: "TOM_BRAIN",
-                        problem: format!("expected scripted or openai-compatible, got {other:?}"),
+                        problem: format!(
+                            "expected scripted, openai-compatible or smollm2, got {other:?}"
+                        ),
                     })
                 }
             };

@@ -13,8 +13,9 @@ use esl_bridge::outbound::{OutboundConfig, OutboundServer};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::backend::local::llm_process::{LlmProcess, LlmProcessConfig};
 use crate::call::{serve_call, Services};
-use crate::config::Config;
+use crate::config::{BrainChoice, Config};
 
 /// Settings of `tom serve` (the rest comes from the config file and the environment).
 #[derive(Args, Debug)]
@@ -48,7 +49,19 @@ impl Running {
 /// Loads everything and starts listening; returns once both listeners are bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let models = crate::models::models_dir();
-    let services = tokio::task::spawn_blocking(move || Services::load(config, &models))
+    // The small local LLM runs in its own supervised process (ADR 0006).
+    let llm = match config.local.brain {
+        BrainChoice::Smollm2 => {
+            let process = LlmProcess::start(LlmProcessConfig::smollm2()?)
+                .await
+                .context("starting tom-llm")?;
+            info!(url = process.base_url(), "local LLM (SmolLM2) ready");
+            Some(process)
+        }
+        _ => None,
+    };
+    let llm_config = llm.as_ref().map(LlmProcess::llm_config);
+    let services = tokio::task::spawn_blocking(move || Services::load(config, &models, llm_config))
         .await
         .context("loading task")??;
     let services = Arc::new(services);
@@ -67,7 +80,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let http_addr = http.local_addr()?;
     info!(esl = %esl_addr, http = %http_addr, "waiting for FreeSWITCH outbound connections");
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(run(esl, http, services.clone(), stopped));
+    let services_for_task = services.clone();
+    let task = tokio::spawn(async move {
+        let outcome = run(esl, http, services_for_task, stopped).await;
+        if let Some(llm) = llm {
+            llm.shutdown().await;
+        }
+        outcome
+    });
     Ok(Running {
         esl_addr,
         http_addr,

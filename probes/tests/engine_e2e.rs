@@ -351,6 +351,58 @@ async fn barge_in_silences_the_engine_within_the_guard_and_the_question_is_answe
     engine.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_ready_fails_and_new_callers_hear_a_polite_message() {
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let mut config = local_config(costs.path());
+    config.server.drain_secs = 30;
+    let engine = start(config).await.expect("engine");
+    let ready = format!("http://{}/ready", engine.http_addr);
+    assert_eq!(reqwest::get(&ready).await.unwrap().status(), 200);
+    let live = call(&engine).await;
+    let services = engine.services.clone();
+    let (http, esl) = (engine.http_addr, engine.esl_addr);
+    let stopping = tokio::spawn(engine.shutdown());
+    // Draining: not ready any more, but still answering FreeSWITCH.
+    tokio::time::timeout(LIMIT, services.draining())
+        .await
+        .expect("draining");
+    let status = reqwest::get(format!("http://{http}/ready"))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 503);
+    let late = FsDouble::call(esl, CallSpec::default())
+        .await
+        .expect("late call");
+    late.wait_for_media().await.expect("media");
+    late.wait_for_reply_after(tokio::time::Instant::now() - Duration::from_secs(1), LIMIT)
+        .await
+        .expect("the message is played");
+    let hangup = late.wait_for_hangup(LIMIT).await.expect("engine hangs up");
+    assert!(
+        matches!(hangup, probes::fs_double::Hangup::Engine { .. }),
+        "{hangup:?}"
+    );
+    // The live call may finish; then the engine stops.
+    live.hangup().await.unwrap();
+    tokio::time::timeout(LIMIT, stopping)
+        .await
+        .expect("drained in time")
+        .unwrap()
+        .unwrap();
+    let outcomes: Vec<String> = cost_records(costs.path())
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        outcomes.contains(&"caller_hangup".to_owned()),
+        "{outcomes:?}"
+    );
+    assert!(outcomes.contains(&"rejected".to_owned()), "{outcomes:?}");
+}
+
 fn summary(mut ms: Vec<f64>) -> String {
     ms.sort_by(f64::total_cmp);
     let rank = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];

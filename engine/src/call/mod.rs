@@ -145,10 +145,6 @@ pub async fn serve_call(call: Call, services: Arc<Services>) -> Outcome {
 
 async fn run(mut call: Call, services: &Services, cost: &mut CallCost) -> anyhow::Result<Outcome> {
     let channel = call.channel().clone();
-    if services.is_draining() {
-        call.hangup("NORMAL_TEMPORARY_FAILURE").await?;
-        return Ok(Outcome::Rejected);
-    }
     let rate = channel.read_rate;
     let format = MediaFormat::l16(rate)?;
     let media_ip: IpAddr = services.config.server.media_ip;
@@ -192,13 +188,19 @@ async fn run(mut call: Call, services: &Services, cost: &mut CallCost) -> anyhow
         ending: None,
         cost,
     };
-    // The call starts on the local pipeline at once (the greeting plays while the
-    // provider connects) and moves to the provider when it is ready, between turns.
-    task.session = Some(Box::new(services.local.open(task.session_config())));
-    if decision.backend == BackendKind::Provider {
-        task.open_provider();
+    if services.is_draining() {
+        // Shutting down: a polite message instead of a conversation, then hang up.
+        task.say(services::DRAINING);
+        task.ending = Some(Outcome::Rejected);
+    } else {
+        // The call starts on the local pipeline at once (the greeting plays while the
+        // provider connects) and moves to the provider when it is ready, between turns.
+        task.session = Some(Box::new(services.local.open(task.session_config())));
+        if decision.backend == BackendKind::Provider {
+            task.open_provider();
+        }
+        task.say(&task.profile.greeting.clone());
     }
-    task.say(&task.profile.greeting.clone());
     let max = Duration::from_secs(services.config.server.max_call_secs);
     let deadline = tokio::time::sleep(max);
     tokio::pin!(deadline);

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -70,7 +69,7 @@ pub struct Services {
     pub cost_log: Arc<CostLog>,
     /// Which backend serves, fleet-wide.
     pub fleet: Fleet,
-    draining: AtomicBool,
+    draining: tokio::sync::watch::Sender<bool>,
     end_calls: tokio::sync::watch::Sender<bool>,
 }
 
@@ -80,13 +79,18 @@ impl std::fmt::Debug for Services {
     }
 }
 
+/// Played to calls that arrive while the engine shuts down.
+pub const DRAINING: &str =
+    "I'm sorry, we cannot take your call right now. Please call again in a few minutes. Goodbye.";
+
 /// The apology played when a reply cannot be produced.
 pub const APOLOGY: &str = "I'm sorry, something went wrong on our side. Please bear with me.";
 
 impl Services {
     /// Loads models and warms phrases (blocking: seconds; run it off the runtime).
     /// Missing models fail here with the file and the fix command.
-    pub fn load(config: Config, models: &Path) -> anyhow::Result<Self> {
+    /// `llm` is the supervised `tom-llm` when the brain is `smollm2`.
+    pub fn load(config: Config, models: &Path, llm: Option<LlmConfig>) -> anyhow::Result<Self> {
         let metrics = Metrics::new().context("metrics registry")?;
         let hasher = NumberHasher::new(config.server.pii_salt.expose());
         let local_cfg = &config.local;
@@ -113,6 +117,9 @@ impl Services {
                 local_cfg.llm_url.clone(),
                 local_cfg.llm_model.clone(),
             ))),
+            BrainChoice::Smollm2 => Arc::new(OpenAiCompatBrain::new(
+                llm.context("the smollm2 brain needs tom-llm running")?,
+            )),
         };
         let silero = match SileroModel::load(models) {
             Ok(model) => Some(model),
@@ -129,7 +136,7 @@ impl Services {
                 profile.filler.as_str(),
             ]);
         }
-        texts.push(APOLOGY);
+        texts.extend([APOLOGY, DRAINING]);
         let made = cache.warm(&texts, |t| voice.synthesize_sentence(t))?;
         let mut phrases = Phrases::default();
         for text in &texts {
@@ -165,7 +172,7 @@ impl Services {
             provider,
             cost_log,
             fleet,
-            draining: AtomicBool::new(false),
+            draining: tokio::sync::watch::channel(false).0,
             end_calls: tokio::sync::watch::channel(false).0,
         })
     }
@@ -183,7 +190,13 @@ impl Services {
 
     /// Stop taking calls (SIGTERM).
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Release);
+        self.draining.send_replace(true);
+    }
+
+    /// Resolves once the engine drains.
+    pub async fn draining(&self) {
+        let mut draining = self.draining.subscribe();
+        let _ = draining.wait_for(|d| *d).await;
     }
 
     /// Ends every live call now (the drain time is over).
@@ -198,6 +211,6 @@ impl Services {
 
     /// Draining: `/ready` fails and new calls get a polite refusal.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        *self.draining.borrow()
     }
 }
