@@ -110,26 +110,18 @@ pub async fn serve_call(call: Call, services: Arc<Services>) -> Outcome {
             .inc();
         let ended = SystemTime::now();
         let record = cost.finish(outcome.as_str(), ended, &services.config.prices);
-        services
-            .metrics
-            .cost_eur_total
-            .with_label_values(&["stt"])
-            .inc_by(record.stt_cost_eur);
-        services
-            .metrics
-            .cost_eur_total
-            .with_label_values(&["llm"])
-            .inc_by(record.llm_cost_eur);
-        services
-            .metrics
-            .cost_eur_total
-            .with_label_values(&["tts"])
-            .inc_by(record.tts_cost_eur);
-        services
-            .metrics
-            .cost_eur_total
-            .with_label_values(&["provider"])
-            .inc_by(record.provider_cost_eur);
+        for (component, eur) in [
+            ("stt", record.stt_cost_eur),
+            ("llm", record.llm_cost_eur),
+            ("tts", record.tts_cost_eur),
+            ("provider", record.provider_cost_eur),
+        ] {
+            services
+                .metrics
+                .cost_eur_total
+                .with_label_values(&[component])
+                .inc_by(eur);
+        }
         let log = services.cost_log.clone();
         match tokio::task::spawn_blocking(move || log.append(&record, ended)).await {
             Ok(Ok(_)) => {}
