@@ -403,6 +403,42 @@ async fn sigterm_drains_ready_fails_and_new_callers_hear_a_polite_message() {
     assert!(outcomes.contains(&"rejected".to_owned()), "{outcomes:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_did_in_another_language_is_greeted_in_its_voice() {
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let mut config = local_config(costs.path());
+    config.calls.did.insert(
+        "4930555".into(),
+        engine::config::CallProfile {
+            greeting: "Guten Tag, wie kann ich helfen?".into(),
+            goodbye: "Auf Wiederhören!".into(),
+            filler: "Einen Moment, bitte.".into(),
+            language: "de".into(),
+            ..engine::config::CallProfile::default()
+        },
+    );
+    let engine = start(config).await.expect("engine");
+    // No Piper voice for German is configured: espeak-ng's voice speaks it.
+    let voice = engine.services.local.voice_for("de");
+    assert_eq!(voice.cache_key(), "espeak-ng-de");
+    let call = FsDouble::call(
+        engine.esl_addr,
+        CallSpec {
+            destination: "4930555".into(),
+            ..CallSpec::default()
+        },
+    )
+    .await
+    .expect("call");
+    call.wait_for_media().await.expect("media");
+    call.wait_for_reply_after(tokio::time::Instant::now() - Duration::from_secs(1), LIMIT)
+        .await
+        .expect("a German greeting");
+    call.hangup().await.unwrap();
+    engine.shutdown().await.unwrap();
+}
+
 fn summary(mut ms: Vec<f64>) -> String {
     ms.sort_by(f64::total_cmp);
     let rank = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];

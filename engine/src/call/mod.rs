@@ -182,7 +182,7 @@ async fn run(mut call: Call, services: &Services, cost: &mut CallCost) -> anyhow
     };
     if services.is_draining() {
         // Shutting down: a polite message instead of a conversation, then hang up.
-        task.say(services::DRAINING);
+        task.say_in_english(services::DRAINING);
         task.ending = Some(Outcome::Rejected);
     } else {
         // The call starts on the local pipeline at once (the greeting plays while the
@@ -399,8 +399,19 @@ impl CallTask<'_> {
             .switch(BackendKind::Local, reason.as_str(), SystemTime::now());
     }
 
+    /// Engine-wide messages (draining, apology) exist in the default voice only.
+    fn say_in_english(&mut self, text: &str) {
+        let language = std::mem::replace(&mut self.profile.language, "en".into());
+        self.say(text);
+        self.profile.language = language;
+    }
+
     fn say(&mut self, text: &str) {
-        match self.services.phrases.get(text, self.rate) {
+        match self
+            .services
+            .phrases
+            .get(&self.profile.language, text, self.rate)
+        {
             Some(pcm) => {
                 if !self.speaking {
                     self.playout.start_reply();
@@ -675,8 +686,7 @@ impl CallTask<'_> {
                     }
                     debug!(error = %e, "backend error");
                     if e.backend == BackendKind::Local && self.turn.is_some() {
-                        let apology = services::APOLOGY;
-                        self.say(apology);
+                        self.say_in_english(services::APOLOGY);
                     }
                 }
             }
@@ -702,7 +712,7 @@ impl CallTask<'_> {
             self.open_local_and_replay().await;
         } else {
             warn!(error = %e, "local backend failed");
-            self.say(services::APOLOGY);
+            self.say_in_english(services::APOLOGY);
         }
     }
 

@@ -13,8 +13,9 @@ use crate::audio::resample::resample_clip;
 use crate::audio::silero::SileroModel;
 use crate::audio::wav::Pcm;
 use crate::backend::local::brain::{Brain, LlmConfig, OpenAiCompatBrain, ScriptedBrain};
-use crate::backend::local::session::LocalPipeline;
+use crate::backend::local::session::{LanguageVoice, LocalPipeline};
 use crate::backend::local::stt::{SttPool, WhisperModel};
+use crate::backend::local::tts::espeak_voice::EspeakVoice;
 use crate::backend::local::tts::phrase_cache::{self, PhraseCache};
 use crate::backend::local::tts::{PiperVoice, Voice, STATIC_PHRASES};
 use crate::backend::provider::ProviderBackend;
@@ -26,27 +27,48 @@ use crate::pii::NumberHasher;
 use crate::telemetry::cost_log::CostLog;
 use crate::telemetry::Metrics;
 
-/// Static phrases in memory, at the voice's rate.
+/// Static phrases in memory, per language, at the voice's rate.
 #[derive(Debug, Default)]
 pub struct Phrases {
-    audio: HashMap<String, Pcm>,
+    audio: HashMap<(String, String), Pcm>,
 }
 
 impl Phrases {
-    fn key(text: &str) -> String {
-        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    fn key(language: &str, text: &str) -> (String, String) {
+        (
+            language.to_owned(),
+            text.split_whitespace().collect::<Vec<_>>().join(" "),
+        )
     }
 
-    /// Adds a phrase.
-    pub fn insert(&mut self, text: &str, pcm: Pcm) {
-        self.audio.insert(Self::key(text), pcm);
+    /// Adds a phrase spoken in `language`'s voice.
+    pub fn insert(&mut self, language: &str, text: &str, pcm: Pcm) {
+        self.audio.insert(Self::key(language, text), pcm);
     }
 
-    /// The phrase at `rate`, if it was warmed.
-    pub fn get(&self, text: &str, rate: u32) -> Option<Vec<i16>> {
-        let pcm = self.audio.get(&Self::key(text))?;
+    /// The phrase in `language`'s voice at `rate`, if it was warmed.
+    pub fn get(&self, language: &str, text: &str, rate: u32) -> Option<Vec<i16>> {
+        let pcm = self.audio.get(&Self::key(language, text))?;
         resample_clip(&pcm.samples, pcm.rate, rate).ok()
     }
+}
+
+/// The voice for calls in `language`: the configured Piper voice or `espeak:<lang>`, or
+/// espeak-ng's robotic voice when none is configured (said at startup).
+fn language_voice(models: &Path, language: &str, spec: Option<&String>) -> anyhow::Result<Voice> {
+    Ok(match spec.map(String::as_str) {
+        Some(spec) if spec.starts_with("espeak:") => {
+            Voice::Espeak(EspeakVoice::new(spec.trim_start_matches("espeak:"))?)
+        }
+        Some(id) => Voice::Piper(Box::new(PiperVoice::load(models, id)?)),
+        None => {
+            warn!(
+                %language,
+                "no Piper voice configured for this language (local.voices): its calls use espeak-ng's robotic voice"
+            );
+            Voice::Espeak(EspeakVoice::new(language)?)
+        }
+    })
 }
 
 /// The per-process state calls share.
@@ -128,28 +150,67 @@ impl Services {
                 None
             }
         };
-        let mut texts: Vec<&str> = STATIC_PHRASES.to_vec();
-        for profile in std::iter::once(&config.calls.default).chain(config.calls.did.values()) {
-            texts.extend([
-                profile.greeting.as_str(),
-                profile.goodbye.as_str(),
-                profile.filler.as_str(),
-            ]);
+        // English (the default voice) plus every other language a profile speaks.
+        let profiles: Vec<&crate::config::CallProfile> = std::iter::once(&config.calls.default)
+            .chain(config.calls.did.values())
+            .collect();
+        let mut languages: Vec<String> = profiles.iter().map(|p| p.language.clone()).collect();
+        languages.extend(local_cfg.voices.keys().cloned());
+        languages.sort();
+        languages.dedup();
+        languages.retain(|l| l != "en");
+        let mut by_language = HashMap::new();
+        for language in &languages {
+            let voice = Arc::new(language_voice(
+                models,
+                language,
+                local_cfg.voices.get(language),
+            )?);
+            let cache = Arc::new(PhraseCache::open(
+                &phrase_cache::default_root(),
+                &voice.cache_key(),
+            )?);
+            info!(%language, voice = %voice.cache_key(), "voice for calls in this language");
+            by_language.insert(
+                language.clone(),
+                LanguageVoice {
+                    voice,
+                    phrases: Some(cache),
+                },
+            );
         }
-        texts.extend([APOLOGY, DRAINING]);
-        let made = cache.warm(&texts, |t| voice.synthesize_sentence(t))?;
         let mut phrases = Phrases::default();
-        for text in &texts {
-            if let Some(pcm) = cache.get(text) {
-                phrases.insert(text, pcm);
+        let mut made = 0;
+        for language in std::iter::once("en").chain(languages.iter().map(String::as_str)) {
+            let (speaker, store) = match by_language.get(language) {
+                Some(LanguageVoice {
+                    voice,
+                    phrases: Some(cache),
+                }) => (voice.clone(), cache.clone()),
+                _ => (voice.clone(), cache.clone()),
+            };
+            let mut texts: Vec<&str> = Vec::new();
+            if language == "en" {
+                texts.extend(STATIC_PHRASES);
+                texts.extend([APOLOGY, DRAINING]);
+            }
+            for profile in profiles.iter().filter(|p| p.language == language) {
+                texts.extend([
+                    profile.greeting.as_str(),
+                    profile.goodbye.as_str(),
+                    profile.filler.as_str(),
+                ]);
+            }
+            made += store.warm(&texts, |t| speaker.synthesize_sentence(t))?;
+            for text in &texts {
+                if let Some(pcm) = store.get(text) {
+                    phrases.insert(language, text, pcm);
+                }
             }
         }
-        info!(
-            phrases = texts.len(),
-            synthesized = made,
-            "static phrases ready"
-        );
-        let local = LocalPipeline::new(stt, brain, voice, Some(cache));
+        info!(synthesized = made, "static phrases ready");
+        let local =
+            LocalPipeline::new(stt, brain, voice, Some(cache)).with_language_voices(by_language);
         let provider = if config.allow_egress {
             Some(ProviderBackend::new(config.provider_config()?))
         } else {
@@ -181,9 +242,10 @@ impl Services {
     /// as the caller's speech.
     pub fn prober(&self) -> Option<ProviderProber> {
         let provider = self.provider.clone()?;
+        let default = &self.config.calls.default;
         let audio = self
             .phrases
-            .get(&self.config.calls.default.greeting, 8000)?;
+            .get(&default.language, &default.greeting, 8000)?;
         let timeout = std::time::Duration::from_millis(self.config.failover.probe_timeout_ms);
         Some(ProviderProber::new(provider, audio, timeout))
     }

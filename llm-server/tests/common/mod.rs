@@ -33,10 +33,20 @@ pub struct Server {
     pub child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// One server at a time: each runs llama.cpp on every core, and several at once on a
+    /// 2-core machine slow each other to a token per second (seen in CI).
+    _serial: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl Server {
     pub async fn start(extra: &[&str]) -> Server {
+        static SERIAL: std::sync::OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+            std::sync::OnceLock::new();
+        let serial = SERIAL
+            .get_or_init(Default::default)
+            .clone()
+            .lock_owned()
+            .await;
         let mut child = Command::new(BIN)
             .arg("--model")
             .arg(model())
@@ -59,7 +69,11 @@ impl Server {
             .strip_prefix("tom-llm ready on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .to_owned();
-        Server { child, base }
+        Server {
+            child,
+            base,
+            _serial: serial,
+        }
     }
 
     /// The OpenAI API base for async-openai.

@@ -8,7 +8,7 @@
 //! (transcript → brain tokens → sentence audio) so a barge-in can abort it at once; its
 //! output passes through the session task, which owns the conversation history.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -45,8 +45,19 @@ pub struct LocalPipeline {
     brain: Arc<dyn Brain>,
     voice: Arc<Voice>,
     phrases: Option<Arc<PhraseCache>>,
+    /// Voices (and their phrase caches) for other languages than the default's.
+    by_language: Arc<HashMap<String, LanguageVoice>>,
     /// Bounds concurrent synthesis to the cores we have; further sentences wait.
     tts_slots: Arc<Semaphore>,
+}
+
+/// A language's voice and the phrase cache of that voice.
+#[derive(Debug, Clone)]
+pub struct LanguageVoice {
+    /// The voice.
+    pub voice: Arc<Voice>,
+    /// Its phrase cache.
+    pub phrases: Option<Arc<PhraseCache>>,
 }
 
 impl std::fmt::Debug for LocalPipeline {
@@ -71,17 +82,36 @@ impl LocalPipeline {
             brain,
             voice,
             phrases,
+            by_language: Arc::new(HashMap::new()),
             tts_slots: Arc::new(Semaphore::new(cores)),
         }
     }
 
+    /// Calls in these languages speak with these voices (others with the default).
+    pub fn with_language_voices(mut self, voices: HashMap<String, LanguageVoice>) -> Self {
+        self.by_language = Arc::new(voices);
+        self
+    }
+
+    /// The voice a call in `language` speaks with.
+    pub fn voice_for(&self, language: &str) -> Arc<Voice> {
+        self.by_language
+            .get(language)
+            .map_or_else(|| self.voice.clone(), |v| v.voice.clone())
+    }
+
     /// Opens a session for one call (spawns its task on the current runtime).
     pub fn open(&self, config: SessionConfig) -> LocalSession {
+        let mut pipeline = self.clone();
+        if let Some(language) = self.by_language.get(&config.language) {
+            pipeline.voice = language.voice.clone();
+            pipeline.phrases = language.phrases.clone();
+        }
         let ring = Arc::new(Mutex::new(AudioRing::new(config.rate)));
         let (commands_tx, commands) = mpsc::channel(16);
         let (events_tx, events) = events::channel(64);
         let task = SessionTask {
-            pipeline: self.clone(),
+            pipeline,
             ring: ring.clone(),
             history: config.history.clone(),
             config,
