@@ -61,6 +61,11 @@ pub struct ServerConfig {
     pub max_call_secs: u64,
     /// Cost log directory (`TOM_COST_LOG_DIR`).
     pub cost_log_dir: PathBuf,
+    /// Write a call record (the transcript) per call (`TOM_CALL_RECORDS`). It holds what
+    /// callers said: personal data.
+    pub call_records: bool,
+    /// Call-record directory (`TOM_CALL_RECORD_DIR`); unset: beside the cost log.
+    pub call_record_dir: Option<PathBuf>,
     /// Salt for hashing caller numbers (`TOM_PII_SALT`).
     pub pii_salt: Secret,
     /// On SIGTERM, how long live calls may finish before they are ended.
@@ -76,6 +81,8 @@ impl Default for ServerConfig {
             media_ip: IpAddr::from([127, 0, 0, 1]),
             max_call_secs: 300,
             cost_log_dir: PathBuf::from("data/cost_logs"),
+            call_records: true,
+            call_record_dir: None,
             pii_salt: Secret::new("tom-dev-salt"),
             drain_secs: 30,
         }
@@ -230,6 +237,28 @@ pub struct Config {
     pub prices: Prices,
     /// Call profiles.
     pub calls: CallsConfig,
+    /// The `/v1/stream` WebSocket endpoint's limits.
+    pub stream: StreamConfig,
+}
+
+/// Limits of the `/v1/stream` WebSocket endpoint (docs/stream.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Messages per second a connection may send (`TOM_RATE_LIMIT_MSGS`); excess closes
+    /// it with a policy violation.
+    pub rate_limit_msgs: u32,
+    /// The largest message (and frame) accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit_msgs: 120,
+            max_message_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// A setting that could not be used.
@@ -353,6 +382,12 @@ impl Config {
         if let Some(v) = get("TOM_COST_LOG_DIR") {
             s.cost_log_dir = PathBuf::from(v);
         }
+        if let Some(v) = get("TOM_CALL_RECORDS") {
+            s.call_records = parse("TOM_CALL_RECORDS", &v)?;
+        }
+        if let Some(v) = get("TOM_CALL_RECORD_DIR") {
+            s.call_record_dir = Some(PathBuf::from(v));
+        }
         if let Some(v) = get("TOM_PII_SALT") {
             s.pii_salt = Secret::new(v);
         }
@@ -377,6 +412,9 @@ impl Config {
         if let Some(v) = get("TOM_LLM_URL") {
             self.local.llm_url = v;
         }
+        if let Some(v) = get("TOM_RATE_LIMIT_MSGS") {
+            self.stream.rate_limit_msgs = parse("TOM_RATE_LIMIT_MSGS", &v)?;
+        }
         // The provider's own reader validates its variables; checked here so a bad value
         // fails at startup even while egress is off.
         self.allow_egress = self.provider_config_with(lookup)?.allow_egress;
@@ -399,6 +437,12 @@ impl Config {
         }
         if self.server.max_call_secs == 0 {
             return invalid("server.max_call_secs", "must be at least 1");
+        }
+        if self.stream.rate_limit_msgs == 0 {
+            return invalid("stream.rate_limit_msgs", "must be at least 1");
+        }
+        if self.stream.max_message_bytes < 1024 {
+            return invalid("stream.max_message_bytes", "must be at least 1024");
         }
         if self.local.stt_workers == 0 {
             return invalid("local.stt_workers", "must be at least 1");

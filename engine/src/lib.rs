@@ -16,4 +16,5 @@ pub mod http;
 pub mod models;
 pub mod pii;
 pub mod serve;
+pub mod stream;
 pub mod telemetry;

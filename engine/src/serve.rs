@@ -125,28 +125,36 @@ async fn run(
     services.start_draining();
     let drain = Duration::from_secs(services.config.server.drain_secs);
     info!(calls = live.len(), drain_s = drain.as_secs(), "draining");
-    // Calls that arrive while draining are refused politely by their own task.
+    // Calls that arrive while draining are refused politely by their own task; new
+    // streams are refused at the upgrade.
+    services.streams.close();
     let drained = tokio::time::timeout(drain, async {
-        loop {
-            tokio::select! {
-                call = calls.next() => match call {
-                    Some(call) => { live.spawn(serve_call(call, services.clone())); }
-                    None => break,
-                },
-                joined = live.join_next() => if joined.is_none() { break },
+        let esl_calls = async {
+            loop {
+                tokio::select! {
+                    call = calls.next() => match call {
+                        Some(call) => { live.spawn(serve_call(call, services.clone())); }
+                        None => break,
+                    },
+                    joined = live.join_next() => if joined.is_none() { break },
+                }
             }
-        }
+        };
+        tokio::join!(esl_calls, services.streams.wait());
     })
     .await;
     if drained.is_err() {
         warn!(
-            calls = live.len(),
+            calls = live.len() + services.streams.len(),
             "drain time over: ending the remaining calls"
         );
         services.end_all_calls();
         // Each call hangs up and writes its cost record; only a stuck one is aborted.
         let ended = tokio::time::timeout(Duration::from_secs(5), async {
-            while live.join_next().await.is_some() {}
+            tokio::join!(
+                async { while live.join_next().await.is_some() {} },
+                services.streams.wait()
+            );
         })
         .await;
         if ended.is_err() {

@@ -110,10 +110,12 @@ async fn ask(call: &DoubleCall) -> Duration {
     call.e2e_after(spoke).expect("e2e")
 }
 
-fn cost_records(dir: &Path) -> Vec<serde_json::Value> {
+/// The JSON lines of the day files `<prefix>_*.jsonl` in `dir`.
+fn jsonl_records(dir: &Path, prefix: &str) -> Vec<serde_json::Value> {
     std::fs::read_dir(dir)
-        .expect("cost dir")
+        .expect("record dir")
         .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
         .flat_map(|e| {
             std::fs::read_to_string(e.path())
                 .expect("read")
@@ -122,6 +124,14 @@ fn cost_records(dir: &Path) -> Vec<serde_json::Value> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+fn cost_records(dir: &Path) -> Vec<serde_json::Value> {
+    jsonl_records(dir, "costs_")
+}
+
+fn call_records(dir: &Path) -> Vec<serde_json::Value> {
+    jsonl_records(dir, "calls_")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,6 +164,47 @@ async fn a_local_call_is_answered_and_recorded() {
     assert_eq!(record["outcome"], "caller_hangup");
     assert!(record["turns"].as_u64() >= Some(1), "{record}");
     assert!(record["stt_duration_s"].as_f64() > Some(0.0), "{record}");
+    // The call record beside it holds the conversation: the question as heard, the answer.
+    let calls = call_records(costs.path());
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["call_id"], call.uuid());
+    assert_eq!(calls[0]["source"], "freeswitch");
+    let transcript = calls[0]["transcript"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let said = |role: &str| {
+        transcript
+            .iter()
+            .filter(|l| l["role"] == role)
+            .map(|l| l["text"].as_str().unwrap_or_default().to_lowercase())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        said("caller").iter().any(|t| t.contains("table")),
+        "{transcript:?}"
+    );
+    let answers = said("agent");
+    assert!(!answers.is_empty(), "{transcript:?}");
+    assert!(
+        transcript
+            .iter()
+            .any(|l| l["role"] == "agent" && l["first_audio_ms"].as_u64().is_some()),
+        "{transcript:?}"
+    );
+    let text = std::fs::read_to_string(
+        std::fs::read_dir(costs.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().starts_with("calls_"))
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    assert!(
+        !text.contains(&CallSpec::default().caller) && !text.contains("4930123456"),
+        "the caller's number is in the call record"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

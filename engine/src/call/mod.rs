@@ -6,16 +6,17 @@
 //! the read-only [`Services`]. Every wait is on an event (a frame, a backend event, a
 //! 20 ms tick, the channel), so tests can run it under paused time.
 
+pub mod freeswitch;
+pub mod link;
 pub mod playout;
 pub mod services;
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use esl_bridge::connection::Incoming;
-use esl_bridge::media::{free_udp_port, MediaFormat, UnicastConfig, UnicastLeg, UnicastSender};
+use esl_bridge::media::UnicastSender;
 use esl_bridge::outbound::Call;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -30,7 +31,10 @@ use crate::backend::{
 };
 use crate::config::CallProfile;
 use crate::failover::{CallDecision, CallPolicy, FailoverReason};
+use crate::telemetry::call_record::{CallIdentity, Role, Transcript};
 use crate::telemetry::cost_log::CallCost;
+use freeswitch::FreeswitchLink;
+pub use link::{CallNote, CallerLink, Heard};
 use playout::Playout;
 pub use services::Services;
 
@@ -79,26 +83,63 @@ impl Outcome {
     }
 }
 
+/// Who is calling and how their audio is carried.
+#[derive(Debug, Clone)]
+pub struct CallSetup {
+    /// Call id, caller hash, DID, source.
+    pub identity: CallIdentity,
+    /// Audio rate both ways (Hz).
+    pub rate: u32,
+    /// The caller's line is G.711 µ-law (the provider may take it as is).
+    pub telephony_ulaw: bool,
+}
+
 /// Serves one FreeSWITCH call to its end; never panics on what FreeSWITCH or a backend
 /// sends; always writes a cost record.
 pub async fn serve_call(call: Call, services: Arc<Services>) -> Outcome {
     let channel = call.channel().clone();
-    let caller = services.hasher.hash(&channel.caller_id_number);
-    let span = info_span!("call", call_id = %channel.unique_id, caller = %caller);
+    let setup = CallSetup {
+        identity: CallIdentity {
+            call_id: channel.unique_id.clone(),
+            source: "freeswitch",
+            did: channel.destination_number.clone(),
+            caller_hash: services.hasher.hash(&channel.caller_id_number),
+        },
+        rate: channel.read_rate,
+        telephony_ulaw: channel.read_codec.eq_ignore_ascii_case("PCMU"),
+    };
+    let media_ip = services.config.server.media_ip;
+    info!(call_id = %setup.identity.call_id, codec = %channel.read_codec, "FreeSWITCH call");
+    serve(setup, services, FreeswitchLink::connect(call, media_ip)).await
+}
+
+/// Serves one call over any transport: `connect` sets up the caller's link and the
+/// sender of reply audio. Counts the call, and writes its cost record and call record
+/// however it ends.
+pub async fn serve<L, C>(setup: CallSetup, services: Arc<Services>, connect: C) -> Outcome
+where
+    L: CallerLink,
+    C: Future<Output = anyhow::Result<(L, UnicastSender)>> + Send,
+{
+    let identity = setup.identity.clone();
+    let span = info_span!("call", call_id = %identity.call_id, caller = %identity.caller_hash);
     async move {
         services.metrics.calls_active.inc();
         let started = SystemTime::now();
         let mut cost = CallCost::start_at(
-            channel.unique_id.clone(),
-            caller.clone(),
+            identity.call_id.clone(),
+            identity.caller_hash.clone(),
             BackendKind::Local,
             started,
         );
-        info!(did = %channel.destination_number, codec = %channel.read_codec, rate = channel.read_rate, "call started");
-        let outcome = match run(call, &services, &mut cost).await {
-            Ok(outcome) => outcome,
+        let mut transcript = Transcript::start();
+        info!(did = %identity.did, source = identity.source, rate = setup.rate, "call started");
+        let outcome = match connect.await {
+            Ok((link, tx)) => {
+                converse(link, tx, &setup, &services, &mut cost, &mut transcript).await
+            }
             Err(e) => {
-                warn!(error = %e, "call failed");
+                warn!(error = %e, "call setup failed");
                 Outcome::Error
             }
         };
@@ -122,11 +163,25 @@ pub async fn serve_call(call: Call, services: Arc<Services>) -> Outcome {
                 .with_label_values(&[component])
                 .inc_by(eur);
         }
-        let log = services.cost_log.clone();
-        match tokio::task::spawn_blocking(move || log.append(&record, ended)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!(error = %e, "cost record not written"),
-            Err(e) => warn!(error = %e, "cost record task failed"),
+        let call_record = transcript.finish(identity, started, ended, outcome.as_str());
+        let cost_log = services.cost_log.clone();
+        let call_log = services.call_records.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let cost = cost_log.append(&record, ended).map(drop);
+            let call = call_log.map_or(Ok(()), |log| log.append(&call_record, ended).map(drop));
+            (cost, call)
+        })
+        .await;
+        match written {
+            Ok((cost, call)) => {
+                if let Err(e) = cost {
+                    warn!(error = %e, "cost record not written");
+                }
+                if let Err(e) = call {
+                    warn!(error = %e, "call record not written");
+                }
+            }
+            Err(e) => warn!(error = %e, "record task failed"),
         }
         info!(outcome = outcome.as_str(), "call ended");
         outcome
@@ -135,151 +190,76 @@ pub async fn serve_call(call: Call, services: Arc<Services>) -> Outcome {
     .await
 }
 
-async fn run(mut call: Call, services: &Services, cost: &mut CallCost) -> anyhow::Result<Outcome> {
-    let channel = call.channel().clone();
-    let rate = channel.read_rate;
-    let format = MediaFormat::l16(rate)?;
-    let media_ip: IpAddr = services.config.server.media_ip;
-    let fs_side = SocketAddr::new(media_ip, free_udp_port(media_ip)?);
-    let mut unicast = UnicastConfig::new(format, fs_side);
-    unicast.bind = SocketAddr::new(media_ip, 0);
-    let leg = UnicastLeg::bind(unicast).await?;
-    call.answer().await?;
-    call.start_unicast(leg.params()).await?;
-    let (mut rx, tx) = leg.split()?;
-    let profile = services
-        .config
-        .calls
-        .for_did(&channel.destination_number)
-        .clone();
-    let vad = detector_for_call(services.silero.as_ref(), rate)?;
-    let decision = services.fleet.backend_for_new_call();
-    let mut task = CallTask {
-        policy: CallPolicy::new(&services.config.failover, decision.backend),
-        opening: None,
-        ready_provider: None,
-        services,
-        profile,
-        rate,
-        telephony_ulaw: channel.read_codec.eq_ignore_ascii_case("PCMU"),
-        tx,
-        vad,
-        endpointer: Endpointer::new(EndpointerConfig::default()),
-        instants: VecDeque::with_capacity(INSTANTS_KEPT),
-        onset: None,
-        voiced_run: 0,
-        replay: VecDeque::new(),
-        playout: Playout::new(rate),
-        frame: Vec::new(),
-        history: Vec::new(),
-        session: None,
-        turn: None,
-        speaking: false,
-        reply_text: String::new(),
-        turns: 0,
-        ending: None,
-        cost,
-    };
-    if services.is_draining() {
-        // Shutting down: a polite message instead of a conversation, then hang up.
-        task.say_in_english(services::DRAINING);
-        task.ending = Some(Outcome::Rejected);
-    } else {
-        // The call starts on the local pipeline at once (the greeting plays while the
-        // provider connects) and moves to the provider when it is ready, between turns.
-        task.session = Some(Box::new(services.local.open(task.session_config())));
-        if decision.backend == BackendKind::Provider {
-            task.open_provider();
+/// The conversation: greeting, then caller audio → endpointer → backend → playout until
+/// the call ends; then the link is closed.
+async fn converse<L: CallerLink>(
+    mut link: L,
+    tx: UnicastSender,
+    setup: &CallSetup,
+    services: &Services,
+    cost: &mut CallCost,
+    transcript: &mut Transcript,
+) -> Outcome {
+    let rate = setup.rate;
+    let outcome = match detector_for_call(services.silero.as_ref(), rate) {
+        Ok(vad) => {
+            let profile = services.config.calls.for_did(&setup.identity.did).clone();
+            let decision = services.fleet.backend_for_new_call();
+            let mut task = CallTask {
+                policy: CallPolicy::new(&services.config.failover, decision.backend),
+                opening: None,
+                ready_provider: None,
+                services,
+                profile,
+                rate,
+                telephony_ulaw: setup.telephony_ulaw,
+                tx,
+                vad,
+                endpointer: Endpointer::new(EndpointerConfig::default()),
+                instants: VecDeque::with_capacity(INSTANTS_KEPT),
+                onset: None,
+                voiced_run: 0,
+                replay: VecDeque::new(),
+                playout: Playout::new(rate),
+                frame: Vec::new(),
+                history: Vec::new(),
+                session: None,
+                turn: None,
+                speaking: false,
+                reply_text: String::new(),
+                turns: 0,
+                ending: None,
+                cost,
+                transcript,
+                notes: Vec::new(),
+            };
+            task.notes.push(CallNote::Started {
+                call_id: setup.identity.call_id.clone(),
+                backend: BackendKind::Local,
+                rate,
+            });
+            let outcome = task.run(&mut link).await;
+            if let Some(mut session) = task.session.take() {
+                session.close();
+            }
+            if let Some(handle) = task.opening.take() {
+                handle.abort();
+            }
+            task.tx.flush();
+            for note in task.notes.drain(..) {
+                link.note(note);
+            }
+            outcome
         }
-        task.say(&task.profile.greeting.clone());
-    }
-    let max = Duration::from_secs(services.config.server.max_call_secs);
-    let deadline = tokio::time::sleep(max);
-    tokio::pin!(deadline);
-    let mut ticks = tokio::time::interval(Duration::from_millis(20));
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut samples: Vec<i16> = Vec::with_capacity(format.samples_per_frame());
-    let mut end_calls = services.calls_ended();
-    let outcome = loop {
-        let session = task.session.as_mut();
-        let backend_event = async {
-            match session {
-                Some(s) => next_event(s.as_mut()).await,
-                None => std::future::pending().await,
-            }
-        };
-        let opening = task.opening.as_mut();
-        let opened = async {
-            match opening {
-                Some(handle) => handle.await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            result = opened => {
-                task.opening = None;
-                task.provider_opened(result.unwrap_or_else(|e| Err(SessionError::new(
-                    BackendKind::Provider,
-                    ErrorKind::Connect,
-                    format!("connect task failed: {e}"),
-                ).fatal())));
-            }
-            frame = rx.recv() => {
-                let frame = match frame {
-                    Ok(f) => f,
-                    Err(e) => break Err(anyhow::Error::from(e)),
-                };
-                samples.clear();
-                if let Some(iter) = frame.samples() {
-                    samples.extend(iter);
-                }
-                task.caller_frame(&samples).await;
-            }
-            event = backend_event => task.backend_event(event).await,
-            _ = ticks.tick() => {
-                task.feed_sender();
-                if let Some(outcome) = task.ending {
-                    if task.playout.is_empty() && task.tx.queued() == 0 {
-                        break Ok(outcome);
-                    }
-                }
-                task.check_deadline().await;
-            }
-            event = call.next_event() => match event {
-                Some(Incoming::Event(e)) if e.name() == Some("CHANNEL_HANGUP") => break Ok(Outcome::CallerHangup),
-                Some(_) => {}
-                None => break Ok(Outcome::CallerHangup),
-            },
-            () = &mut deadline => {
-                info!("maximum call duration reached");
-                break Ok(Outcome::MaxDuration);
-            }
-            // Only ever set to true; the sender lives as long as the services.
-            Ok(()) = end_calls.changed() => break Ok(Outcome::Shutdown),
+        Err(e) => {
+            warn!(error = %e, "no voice detector for this call");
+            Outcome::Error
         }
     };
-    if let Some(mut session) = task.session.take() {
-        session.close();
-    }
-    if let Some(handle) = task.opening.take() {
-        handle.abort();
-    }
-    let caller_left = matches!(outcome, Ok(Outcome::CallerHangup));
-    task.tx.flush();
-    drop(task);
-    if !caller_left {
-        let cause = if outcome.is_ok() {
-            "NORMAL_CLEARING"
-        } else {
-            "NORMAL_TEMPORARY_FAILURE"
-        };
-        let _ = call.hangup(cause).await;
-    }
-    // Let the linger events arrive and the session close.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while call.next_event().await.is_some() {}
-    })
-    .await;
+    link.note(CallNote::End {
+        outcome: outcome.as_str(),
+    });
+    link.close(outcome).await;
     outcome
 }
 
@@ -287,6 +267,8 @@ async fn run(mut call: Call, services: &Services, cost: &mut CallCost) -> anyhow
 #[derive(Debug, Clone, Copy)]
 struct TurnInFlight {
     utterance: Utterance,
+    /// First reply text from the backend.
+    first_token: Option<Instant>,
     /// First reply audio handed to the media leg.
     first_audio: Option<Instant>,
     /// The filler phrase was played for this turn.
@@ -329,9 +311,91 @@ struct CallTask<'a> {
     /// The call ends once the playout is empty.
     ending: Option<Outcome>,
     cost: &'a mut CallCost,
+    transcript: &'a mut Transcript,
+    /// Notes for the caller's link, sent after each event.
+    notes: Vec<CallNote>,
 }
 
 impl CallTask<'_> {
+    /// Runs the call until it ends; the caller's link brings audio and the hang-up and
+    /// receives the call's notes.
+    async fn run<L: CallerLink>(&mut self, link: &mut L) -> Outcome {
+        let services = self.services;
+        if services.is_draining() {
+            // Shutting down: a polite message instead of a conversation, then hang up.
+            self.say_in_english(services::DRAINING);
+            self.ending = Some(Outcome::Rejected);
+        } else {
+            // The call starts on the local pipeline at once (the greeting plays while the
+            // provider connects) and moves to the provider when it is ready, between turns.
+            self.session = Some(Box::new(services.local.open(self.session_config())));
+            if self.policy.backend() == BackendKind::Provider {
+                self.open_provider();
+            }
+            self.say(&self.profile.greeting.clone());
+        }
+        let max = Duration::from_secs(services.config.server.max_call_secs);
+        let deadline = tokio::time::sleep(max);
+        tokio::pin!(deadline);
+        let mut ticks = tokio::time::interval(Duration::from_millis(20));
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut samples: Vec<i16> = Vec::with_capacity(self.playout.frame_len());
+        let mut end_calls = services.calls_ended();
+        loop {
+            for note in self.notes.drain(..) {
+                link.note(note);
+            }
+            let session = self.session.as_mut();
+            let backend_event = async {
+                match session {
+                    Some(s) => next_event(s.as_mut()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let opening = self.opening.as_mut();
+            let opened = async {
+                match opening {
+                    Some(handle) => handle.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = opened => {
+                    self.opening = None;
+                    self.provider_opened(result.unwrap_or_else(|e| Err(SessionError::new(
+                        BackendKind::Provider,
+                        ErrorKind::Connect,
+                        format!("connect task failed: {e}"),
+                    ).fatal())));
+                }
+                heard = link.next_frame(&mut samples) => match heard {
+                    Ok(Heard::Frame) => self.caller_frame(&samples).await,
+                    Ok(Heard::Gone) => return Outcome::CallerHangup,
+                    Err(e) => {
+                        warn!(error = %e, "caller media failed");
+                        return Outcome::Error;
+                    }
+                },
+                event = backend_event => self.backend_event(event).await,
+                _ = ticks.tick() => {
+                    self.feed_sender();
+                    if let Some(outcome) = self.ending {
+                        if self.playout.is_empty() && self.tx.queued() == 0 {
+                            return outcome;
+                        }
+                    }
+                    self.check_deadline().await;
+                }
+                () = &mut deadline => {
+                    info!("maximum call duration reached");
+                    return Outcome::MaxDuration;
+                }
+                // Only ever set to true; the sender lives as long as the services.
+                Ok(()) = end_calls.changed() => return Outcome::Shutdown,
+            }
+        }
+    }
+
     fn session_config(&self) -> SessionConfig {
         SessionConfig {
             rate: self.rate,
@@ -383,8 +447,16 @@ impl CallTask<'_> {
             old.close();
         }
         info!("call continues on the provider");
-        self.cost
-            .switch(BackendKind::Provider, "provider_ready", SystemTime::now());
+        self.switched(BackendKind::Provider, "provider_ready");
+    }
+
+    /// The call now runs on `to`: cost record and the caller's link learn why.
+    fn switched(&mut self, to: BackendKind, reason: &str) {
+        self.cost.switch(to, reason, SystemTime::now());
+        self.notes.push(CallNote::Backend {
+            backend: to,
+            reason: reason.to_owned(),
+        });
     }
 
     fn count_failover(&mut self, reason: &FailoverReason, e: &SessionError) {
@@ -395,8 +467,7 @@ impl CallTask<'_> {
             .provider_failover_total
             .with_label_values(&[reason.as_str()])
             .inc();
-        self.cost
-            .switch(BackendKind::Local, reason.as_str(), SystemTime::now());
+        self.switched(BackendKind::Local, reason.as_str());
     }
 
     /// Engine-wide messages (draining, apology) exist in the default voice only.
@@ -479,6 +550,7 @@ impl CallTask<'_> {
         match self.endpointer.push(voiced) {
             Some(EndpointEvent::SpeechStart { frame }) => {
                 self.onset = Some(self.instant_of(frame));
+                self.notes.push(CallNote::SpeechStarted);
                 // The caller talks over a reply that has not started yet: drop it.
                 if self.turn.is_some() && !self.speaking {
                     self.cancel_reply(Duration::ZERO);
@@ -505,11 +577,15 @@ impl CallTask<'_> {
         }
         self.turn = Some(TurnInFlight {
             utterance,
+            first_token: None,
             first_audio: None,
             filled: false,
         });
         self.policy.turn_started(utterance.end_of_speech);
         self.reply_text.clear();
+        self.notes.push(CallNote::TurnEnd {
+            voiced_ms: utterance.voiced.as_millis() as u64,
+        });
         info!(
             backend = self
                 .session
@@ -537,6 +613,7 @@ impl CallTask<'_> {
         self.cancel_reply(heard);
         let ms = now.saturating_duration_since(onset).as_secs_f64() * 1e3;
         self.services.metrics.bargein_ms.observe(ms);
+        self.notes.push(CallNote::Bargein { ms: ms as u64 });
         info!(
             bargein_ms = ms as u64,
             heard_ms = heard.as_millis() as u64,
@@ -548,18 +625,33 @@ impl CallTask<'_> {
         if let Some(session) = self.session.as_mut() {
             let _ = session.cancel(heard);
         }
-        self.remember_reply();
+        self.remember_reply(true);
         self.turn = None;
     }
 
-    fn remember_reply(&mut self) {
+    fn backend(&self) -> BackendKind {
+        self.session
+            .as_ref()
+            .map_or(BackendKind::Local, |s| s.backend())
+    }
+
+    /// The reply so far goes into the history (the brain's context) and the transcript.
+    fn remember_reply(&mut self, interrupted: bool) {
         let said = std::mem::take(&mut self.reply_text);
-        if !said.trim().is_empty() {
-            self.history.push(Turn {
-                speaker: Speaker::Agent,
-                text: said.trim().to_owned(),
-            });
+        if said.trim().is_empty() {
+            return;
         }
+        let first_audio = self.turn.and_then(|t| {
+            t.first_audio.map(|at| {
+                at.saturating_duration_since(Instant::from_std(t.utterance.end_of_speech))
+            })
+        });
+        self.transcript
+            .agent(&said, self.backend(), first_audio, interrupted);
+        self.history.push(Turn {
+            speaker: Speaker::Agent,
+            text: said.trim().to_owned(),
+        });
     }
 
     fn feed_sender(&mut self) {
@@ -603,13 +695,36 @@ impl CallTask<'_> {
             SessionEvent::CallerText(text) => {
                 debug!(chars = text.len(), "caller turn transcribed");
                 if !text.trim().is_empty() {
+                    self.transcript.caller(&text, backend);
+                    self.notes.push(CallNote::Transcript {
+                        role: Role::Caller,
+                        text: text.trim().to_owned(),
+                    });
                     self.history.push(Turn {
                         speaker: Speaker::Caller,
                         text,
                     });
                 }
             }
-            SessionEvent::ReplyText(text) => self.reply_text.push_str(&text),
+            SessionEvent::ReplyText(text) => {
+                if let Some(turn) = self.turn.as_mut() {
+                    if turn.first_token.is_none() {
+                        let now = Instant::now();
+                        turn.first_token = Some(now);
+                        let eos = Instant::from_std(turn.utterance.end_of_speech);
+                        self.notes.push(CallNote::Mark {
+                            name: "first_token",
+                            ms: now.saturating_duration_since(eos).as_millis() as u64,
+                            backend,
+                        });
+                    }
+                }
+                self.reply_text.push_str(&text);
+                self.notes.push(CallNote::Transcript {
+                    role: Role::Agent,
+                    text,
+                });
+            }
             SessionEvent::ReplyAudio(pcm) => {
                 if let Some(turn) = self.turn.as_mut() {
                     if turn.first_audio.is_none() {
@@ -626,6 +741,11 @@ impl CallTask<'_> {
                             first_audio_ms = ms as u64,
                             "reply started"
                         );
+                        self.notes.push(CallNote::Mark {
+                            name: "first_audio",
+                            ms: ms as u64,
+                            backend,
+                        });
                     }
                 }
                 if !self.speaking {
@@ -648,10 +768,13 @@ impl CallTask<'_> {
                 if let Some(usage) = &done.usage {
                     self.cost.add_usage(usage);
                 }
+                self.notes.push(CallNote::ReplyDone {
+                    cancelled: done.cancelled,
+                });
                 if done.cancelled {
                     return;
                 }
-                self.remember_reply();
+                self.remember_reply(false);
                 let first_audio = self.turn.and_then(|t| {
                     t.first_audio.map(|at| {
                         at.saturating_duration_since(Instant::from_std(t.utterance.end_of_speech))
@@ -723,8 +846,7 @@ impl CallTask<'_> {
             .provider_failover_total
             .with_label_values(&[reason])
             .inc();
-        self.cost
-            .switch(BackendKind::Local, reason, SystemTime::now());
+        self.switched(BackendKind::Local, reason);
         self.open_local_and_replay().await;
     }
 
@@ -736,8 +858,7 @@ impl CallTask<'_> {
             .provider_failover_total
             .with_label_values(&[reason.as_str()])
             .inc();
-        self.cost
-            .switch(BackendKind::Local, reason.as_str(), SystemTime::now());
+        self.switched(BackendKind::Local, reason.as_str());
         if let Some(mut session) = self.session.take() {
             session.close();
         }

@@ -24,6 +24,7 @@ use crate::failover::FailoverPolicy;
 use crate::fleet::{Fleet, ProviderProber};
 use crate::models::model_file;
 use crate::pii::NumberHasher;
+use crate::telemetry::call_record::CallRecordLog;
 use crate::telemetry::cost_log::CostLog;
 use crate::telemetry::Metrics;
 
@@ -87,10 +88,14 @@ pub struct Services {
     pub phrases: Phrases,
     /// The provider client, when egress is allowed.
     pub provider: Option<ProviderBackend>,
-    /// Where call records go.
+    /// Where cost records go.
     pub cost_log: Arc<CostLog>,
+    /// Where call records (transcripts) go, unless switched off.
+    pub call_records: Option<Arc<CallRecordLog>>,
     /// Which backend serves, fleet-wide.
     pub fleet: Fleet,
+    /// The `/v1/stream` calls, so a shutdown can wait for them like for FreeSWITCH calls.
+    pub streams: tokio_util::task::TaskTracker,
     draining: tokio::sync::watch::Sender<bool>,
     end_calls: tokio::sync::watch::Sender<bool>,
 }
@@ -218,6 +223,17 @@ impl Services {
             None
         };
         let cost_log = Arc::new(CostLog::open(&config.server.cost_log_dir)?);
+        let call_records = if config.server.call_records {
+            let dir = config
+                .server
+                .call_record_dir
+                .as_ref()
+                .unwrap_or(&config.server.cost_log_dir);
+            Some(Arc::new(CallRecordLog::open(dir)?))
+        } else {
+            info!("call records (transcripts) are switched off");
+            None
+        };
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -232,7 +248,9 @@ impl Services {
             phrases,
             provider,
             cost_log,
+            call_records,
             fleet,
+            streams: tokio_util::task::TaskTracker::new(),
             draining: tokio::sync::watch::channel(false).0,
             end_calls: tokio::sync::watch::channel(false).0,
         })

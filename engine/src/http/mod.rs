@@ -1,5 +1,6 @@
 //! The engine's HTTP side: `/metrics` (Prometheus text), `/health` (the process is up),
-//! `/ready` (models loaded, a backend usable, not draining). Loopback by default.
+//! `/ready` (models loaded, a backend usable, not draining), and the `/v1/stream`
+//! WebSocket (docs/stream.md). Loopback by default.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/v1/stream", get(crate::stream::upgrade))
         .with_state(services)
 }
 

@@ -5,15 +5,14 @@
 //! Prices are informational (configured, not billed): the local pipeline's stages are
 //! priced per minute of work, the provider per million tokens by kind.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::daily_jsonl::{DailyJsonl, JsonlError};
 use crate::backend::{BackendKind, Usage};
 
 /// Informational prices (EUR).
@@ -164,7 +163,7 @@ pub struct CallCost {
     switches: Vec<BackendSwitch>,
 }
 
-fn rfc3339(at: SystemTime) -> String {
+pub(crate) fn rfc3339(at: SystemTime) -> String {
     OffsetDateTime::from(at)
         .format(&Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
@@ -279,68 +278,27 @@ impl CallCost {
 }
 
 /// Why a record could not be written.
-#[derive(Debug, thiserror::Error)]
-#[error("cost log {path}: {source}")]
-pub struct CostLogError {
-    /// The file or directory.
-    pub path: PathBuf,
-    /// The I/O (or encoding) error.
-    pub source: std::io::Error,
-}
+pub type CostLogError = JsonlError;
 
-/// Appends records to daily files. Blocking I/O: call it from a blocking task.
+/// Appends cost records to `costs_YYYYMMDD.jsonl`. Blocking I/O: call it from a blocking
+/// task.
 #[derive(Debug)]
-pub struct CostLog {
-    dir: PathBuf,
-    // One writer at a time, so lines from concurrent call ends never interleave.
-    lock: Mutex<()>,
-}
+pub struct CostLog(DailyJsonl);
 
 impl CostLog {
     /// A log in `dir` (created when missing).
     pub fn open(dir: &Path) -> Result<Self, CostLogError> {
-        std::fs::create_dir_all(dir).map_err(|source| CostLogError {
-            path: dir.to_owned(),
-            source,
-        })?;
-        Ok(Self {
-            dir: dir.to_owned(),
-            lock: Mutex::new(()),
-        })
+        DailyJsonl::open(dir, "costs", "cost log").map(Self)
     }
 
     /// The file a call ending at `ended` goes to.
     pub fn file_for(&self, ended: SystemTime) -> PathBuf {
-        let date = OffsetDateTime::from(ended).date();
-        self.dir.join(format!(
-            "costs_{:04}{:02}{:02}.jsonl",
-            date.year(),
-            u8::from(date.month()),
-            date.day()
-        ))
+        self.0.file_for(ended)
     }
 
     /// Appends `record` (one line) and syncs it to disk.
     pub fn append(&self, record: &CostRecord, ended: SystemTime) -> Result<PathBuf, CostLogError> {
-        let path = self.file_for(ended);
-        let fail = |source: std::io::Error| CostLogError {
-            path: path.clone(),
-            source,
-        };
-        let mut line = serde_json::to_vec(record).map_err(|e| fail(e.into()))?;
-        line.push(b'\n');
-        let _guard = self
-            .lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(fail)?;
-        file.write_all(&line).map_err(fail)?;
-        file.sync_data().map_err(fail)?;
-        Ok(path)
+        self.0.append(record, ended)
     }
 }
 

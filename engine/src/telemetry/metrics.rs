@@ -47,6 +47,29 @@ pub const COST_COMPONENTS: &[&str] = &["stt", "llm", "tts", "provider"];
 /// Why the engine refused or dropped something from outside.
 pub const BAD_INPUT_SOURCES: &[&str] = &["esl", "media", "config", "provider", "websocket"];
 
+/// Why a `/v1/stream` connection was refused or closed early
+/// (`tom_stream_rejected_total{reason}`); the authentication reasons come from
+/// `auth::AuthError::reason`.
+pub const STREAM_REJECT_REASONS: &[&str] = &[
+    "missing_token",
+    "malformed",
+    "bad_signature",
+    "wrong_alg",
+    "expired",
+    "not_yet_valid",
+    "bad_audience",
+    "bad_issuer",
+    "missing_jti",
+    "replayed",
+    "store_unavailable",
+    "not_configured",
+    "draining",
+    "bad_start",
+    "protocol",
+    "rate_limited",
+    "too_big",
+];
+
 /// Every metric the engine exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -77,6 +100,9 @@ pub struct Metrics {
     pub cost_eur_total: prometheus::CounterVec,
     /// `tom_bad_input_total{source}`: malformed input from outside, refused.
     pub bad_input_total: IntCounterVec,
+    /// `tom_stream_rejected_total{reason}`: `/v1/stream` connections refused or closed
+    /// for what the client did.
+    pub stream_rejected_total: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -160,6 +186,13 @@ impl Metrics {
                 ),
                 &["source"],
             )?,
+            stream_rejected_total: IntCounterVec::new(
+                Opts::new(
+                    "tom_stream_rejected_total",
+                    "/v1/stream connections refused or closed for the client's fault",
+                ),
+                &["reason"],
+            )?,
             registry,
         };
         metrics.register_all()?;
@@ -182,6 +215,7 @@ impl Metrics {
         r.register(Box::new(self.media_frames_dropped_total.clone()))?;
         r.register(Box::new(self.cost_eur_total.clone()))?;
         r.register(Box::new(self.bad_input_total.clone()))?;
+        r.register(Box::new(self.stream_rejected_total.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -216,6 +250,9 @@ impl Metrics {
         for source in BAD_INPUT_SOURCES {
             let _ = self.bad_input_total.with_label_values(&[source]);
         }
+        for reason in STREAM_REJECT_REASONS {
+            let _ = self.stream_rejected_total.with_label_values(&[reason]);
+        }
     }
 
     /// Marks `backend` as the one serving new calls (the gauge is 1 on it, 0 elsewhere).
@@ -231,6 +268,13 @@ impl Metrics {
     pub fn backend_error(&self, backend: BackendKind, kind: ErrorKind) {
         self.backend_errors_total
             .with_label_values(&[backend.as_str(), kind.as_str()])
+            .inc();
+    }
+
+    /// Counts a refused or closed `/v1/stream` connection.
+    pub fn stream_rejected(&self, reason: &str) {
+        self.stream_rejected_total
+            .with_label_values(&[reason])
             .inc();
     }
 
