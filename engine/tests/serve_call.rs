@@ -307,12 +307,20 @@ async fn tom_serve_greets_listens_and_answers_a_caller() {
         "no barge-in over the greeting"
     );
 
-    // The call's cost record is on disk, with the turn answered.
-    let record = std::fs::read_dir(cost_dir.path())
-        .expect("cost dir")
-        .filter_map(Result::ok)
-        .map(|e| std::fs::read_to_string(e.path()).expect("read"))
-        .collect::<String>();
+    // The call's cost record is on disk, with the turn answered; the call record beside
+    // it has the transcript. Neither has the caller's number.
+    let read = |prefix: &str| {
+        std::fs::read_dir(cost_dir.path())
+            .expect("cost dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .map(|e| std::fs::read_to_string(e.path()).expect("read"))
+            .collect::<String>()
+    };
+    let record = read("costs_");
+    let call_record = read("calls_");
+    assert!(call_record.contains("\"role\":\"caller\""), "{call_record}");
+    assert!(!call_record.contains(CALLER.trim_start_matches('+')));
     let line: serde_json::Value =
         serde_json::from_str(record.lines().next().expect("a cost record")).expect("json");
     assert_eq!(line["call_id"], uuid);
