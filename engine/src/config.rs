@@ -569,14 +569,6 @@ impl Config {
     fn validate_auth(&self) -> Result<(), ConfigError> {
         let a = &self.auth;
         let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
-        if a.hs256_secret.is_some() && a.rs256_public_key_file.is_some() {
-            return invalid(
-                "auth",
-                "TOM_JWT_HS256_SECRET and TOM_JWT_RS256_PUBLIC_KEY_FILE are both set; \
-                 configure one key, which pins the algorithm"
-                    .into(),
-            );
-        }
         if a.leeway_secs > MAX_LEEWAY_SECS {
             return invalid(
                 "auth.leeway_secs (TOM_JWT_LEEWAY_SECS)",
@@ -600,8 +592,8 @@ impl Config {
         if a.memory_max_entries == 0 {
             return invalid("auth.memory_max_entries", "must be at least 1".into());
         }
-        // Reads the key now, so `tom config check` and startup report a bad key file
-        // rather than every stream failing later.
+        // Reads the key now (and refuses two keys), so `tom config check` and startup
+        // report a bad key rather than every stream failing later.
         crate::auth::JwtVerifier::from_config(a).map(drop)
     }
 

@@ -314,6 +314,19 @@ mod tests {
         assert!(!disabled.is_enabled());
     }
 
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    fn assert_send<T: Send>(_: T) {}
+
+    #[tokio::test]
+    async fn one_authenticator_serves_every_connection_task() {
+        // The endpoint shares one Authenticator between handlers and awaits `admit` in
+        // spawned tasks: both must be Send.
+        let auth = authenticator(10);
+        assert_send_sync(&auth);
+        assert_send(auth.admit(None, None));
+        assert!(!format!("{auth:?}").contains(SECRET));
+    }
+
     #[test]
     fn reasons_are_stable_and_refusals_follow_the_contract() {
         let cases = [

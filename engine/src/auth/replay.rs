@@ -115,13 +115,22 @@ const SWEEP_EVERY_SECS: u64 = 60;
 ///
 /// Bounded: expired ids are swept every minute and whenever the store is full; if it
 /// is still full, claims fail ([`StoreError::Full`]) rather than evicting live ids.
-#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<MemoryInner>,
     max_entries: usize,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the ids: up to `max_entries` of them.
+        f.debug_struct("MemoryStore")
+            .field("len", &self.len())
+            .field("max_entries", &self.max_entries)
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct MemoryInner {
     /// Key → expiry (seconds since the epoch).
     ids: HashMap<String, u64>,
