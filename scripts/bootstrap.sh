@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 # build-essential/pkg-config: C code of -sys crates. cmake/clang/libclang-dev:
 # whisper.cpp (whisper-rs-sys), llama.cpp (llama-cpp-sys-2) and bindgen. espeak-ng:
 # speech for the endpointing and STT tests (and phonemes for the Piper voice).
-APT_PACKAGES=(build-essential pkg-config cmake clang libclang-dev espeak-ng libespeak-ng-dev)
+# redis-server: engine/tests/redis_replay.rs runs a real one on loopback (the shared
+# jti replay store of /v1/stream, REDIS_URL).
+APT_PACKAGES=(build-essential pkg-config cmake clang libclang-dev espeak-ng libespeak-ng-dev redis-server)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -219,6 +219,125 @@ impl CallsConfig {
     }
 }
 
+/// Who may open a `/v1/stream` (docs/stream.md, "Opening a stream"): the JWT key that
+/// pins the algorithm, the claims checked, and where used token ids are remembered.
+///
+/// No key means streams are disabled, not open: there is no unauthenticated mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Shared secret for HS256, at least 32 bytes (`TOM_JWT_HS256_SECRET`).
+    pub hs256_secret: Option<Secret>,
+    /// PEM file with the RSA public key for RS256 (`TOM_JWT_RS256_PUBLIC_KEY_FILE`).
+    pub rs256_public_key_file: Option<PathBuf>,
+    /// Required `aud` when set (`TOM_JWT_AUDIENCE`).
+    pub audience: Option<String>,
+    /// Required `iss` when set (`TOM_JWT_ISSUER`).
+    pub issuer: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf` (`TOM_JWT_LEEWAY_SECS`).
+    pub leeway_secs: u64,
+    /// Redis shared by every engine for `jti` replay protection (`REDIS_URL`); unset
+    /// keeps used ids in this process only.
+    pub redis_url: Option<RedisUrl>,
+    /// Bound on one Redis connect or command: a dead Redis must not hold an upgrade.
+    pub redis_timeout_ms: u64,
+    /// Bound on the in-memory replay store; when it is full of live ids, streams are
+    /// refused rather than forgetting ids early.
+    pub memory_max_entries: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            rs256_public_key_file: None,
+            audience: None,
+            issuer: None,
+            leeway_secs: 30,
+            redis_url: None,
+            redis_timeout_ms: 500,
+            memory_max_entries: 100_000,
+        }
+    }
+}
+
+/// Largest `leeway_secs`: beyond an hour it is a unit mistake (milliseconds), and it
+/// would make `exp` meaningless.
+const MAX_LEEWAY_SECS: u64 = 3600;
+
+/// A Redis URL; printed with its password masked, since `REDIS_URL` commonly carries one.
+///
+/// Read from a file unchecked and checked in validation: a deserialisation error would
+/// quote the line, password and all.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Checks the form without connecting. The problem never quotes the URL: it may hold
+    /// a password.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        const FORM: &str = "expected redis://[[user]:password@]host[:port][/db]";
+        let url = url::Url::parse(value).map_err(|e| format!("not a URL ({e}); {FORM}"))?;
+        match url.scheme() {
+            "redis" | "redis+unix" | "unix" => {}
+            "rediss" => {
+                return Err(format!(
+                    "rediss:// (TLS) is not built into this engine; {FORM} on a trusted network"
+                ))
+            }
+            other => return Err(format!("scheme {other:?} is not Redis; {FORM}")),
+        }
+        redis::Client::open(value)
+            .map_err(|_| format!("not a Redis URL the client accepts; {FORM}"))?;
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The URL, for the one place that connects.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password (userinfo, or `pass`/`password` query parameter)
+    /// replaced by `********`.
+    pub fn masked(&self) -> String {
+        const MASK: &str = "********";
+        let Ok(mut url) = url::Url::parse(&self.0) else {
+            return MASK.to_owned();
+        };
+        if url.password().is_some() && url.set_password(Some(MASK)).is_err() {
+            return MASK.to_owned();
+        }
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if matches!(k.as_ref(), "pass" | "password") {
+                        MASK.to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrl({})", self.masked())
+    }
+}
+
+impl Serialize for RedisUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.masked())
+    }
+}
+
 /// Everything `tom serve` needs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -239,6 +358,8 @@ pub struct Config {
     pub calls: CallsConfig,
     /// The `/v1/stream` WebSocket endpoint's limits.
     pub stream: StreamConfig,
+    /// Authentication of `/v1/stream`.
+    pub auth: AuthConfig,
 }
 
 /// Limits of the `/v1/stream` WebSocket endpoint (docs/stream.md).
@@ -415,6 +536,29 @@ impl Config {
         if let Some(v) = get("TOM_RATE_LIMIT_MSGS") {
             self.stream.rate_limit_msgs = parse("TOM_RATE_LIMIT_MSGS", &v)?;
         }
+        let a = &mut self.auth;
+        if let Some(v) = get("TOM_JWT_HS256_SECRET") {
+            a.hs256_secret = Some(Secret::new(v));
+        }
+        if let Some(v) = get("TOM_JWT_RS256_PUBLIC_KEY_FILE") {
+            a.rs256_public_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("TOM_JWT_AUDIENCE") {
+            a.audience = Some(v);
+        }
+        if let Some(v) = get("TOM_JWT_ISSUER") {
+            a.issuer = Some(v);
+        }
+        if let Some(v) = get("TOM_JWT_LEEWAY_SECS") {
+            a.leeway_secs = parse("TOM_JWT_LEEWAY_SECS", &v)?;
+        }
+        if let Some(v) = get("REDIS_URL") {
+            // Not `parse`: its message quotes the value, and this one may hold a password.
+            a.redis_url = Some(RedisUrl::parse(&v).map_err(|problem| ConfigError::Env {
+                name: "REDIS_URL",
+                problem,
+            })?);
+        }
         // The provider's own reader validates its variables; checked here so a bad value
         // fails at startup even while egress is off.
         self.allow_egress = self.provider_config_with(lookup)?.allow_egress;
@@ -463,7 +607,38 @@ impl Config {
                 });
             }
         }
-        Ok(())
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
+        if a.leeway_secs > MAX_LEEWAY_SECS {
+            return invalid(
+                "auth.leeway_secs (TOM_JWT_LEEWAY_SECS)",
+                format!("{} s is more than {MAX_LEEWAY_SECS} s", a.leeway_secs),
+            );
+        }
+        if a.audience.as_deref().is_some_and(str::is_empty) {
+            return invalid("auth.audience (TOM_JWT_AUDIENCE)", "empty".into());
+        }
+        if a.issuer.as_deref().is_some_and(str::is_empty) {
+            return invalid("auth.issuer (TOM_JWT_ISSUER)", "empty".into());
+        }
+        if a.redis_timeout_ms == 0 {
+            return invalid("auth.redis_timeout_ms", "must be at least 1".into());
+        }
+        if let Some(url) = &a.redis_url {
+            if let Err(problem) = RedisUrl::parse(url.expose()) {
+                return invalid("auth.redis_url (REDIS_URL)", problem);
+            }
+        }
+        if a.memory_max_entries == 0 {
+            return invalid("auth.memory_max_entries", "must be at least 1".into());
+        }
+        // Reads the key now (and refuses two keys), so `tom config check` and startup
+        // report a bad key rather than every stream failing later.
+        crate::auth::JwtVerifier::from_config(a).map(drop)
     }
 
     /// The provider client's settings: environment first, then the file.
@@ -592,5 +767,168 @@ mod tests {
         // The printed config reads back.
         let back: Config = toml::from_str(&shown).expect("round trip");
         assert_eq!(back.server.esl_listen, c.server.esl_listen);
+    }
+
+    const HS256_SECRET: &str = "an-hs256-test-secret-of-32-bytes!";
+
+    fn test_key(name: &str) -> String {
+        format!("{}/tests/data/jwt/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn streams_are_disabled_until_a_key_is_configured() {
+        let c = load(None, &[]).expect("defaults");
+        assert_eq!(c.auth, AuthConfig::default());
+        assert_eq!(c.auth.leeway_secs, 30);
+        assert!(c.auth.redis_url.is_none());
+        assert!(crate::auth::JwtVerifier::from_config(&c.auth)
+            .expect("no key is not an error")
+            .is_none());
+    }
+
+    #[test]
+    fn auth_settings_come_from_the_environment() {
+        let c = load(
+            Some("[auth]\nleeway_secs = 5\nissuer = \"file-issuer\"\nredis_timeout_ms = 250\n"),
+            &[
+                ("TOM_JWT_HS256_SECRET", HS256_SECRET),
+                ("TOM_JWT_AUDIENCE", "tom"),
+                ("TOM_JWT_ISSUER", "https://idp.example"),
+                ("TOM_JWT_LEEWAY_SECS", "10"),
+                ("REDIS_URL", "redis://:pw@127.0.0.1:6390/2"),
+            ],
+        )
+        .expect("config");
+        let a = &c.auth;
+        assert_eq!(
+            a.hs256_secret.as_ref().map(Secret::expose),
+            Some(HS256_SECRET)
+        );
+        assert_eq!(a.audience.as_deref(), Some("tom"));
+        assert_eq!(a.issuer.as_deref(), Some("https://idp.example"));
+        assert_eq!(a.leeway_secs, 10);
+        assert_eq!(a.redis_timeout_ms, 250);
+        assert_eq!(
+            a.redis_url.as_ref().map(RedisUrl::expose),
+            Some("redis://:pw@127.0.0.1:6390/2")
+        );
+        let rs = load(
+            None,
+            &[(
+                "TOM_JWT_RS256_PUBLIC_KEY_FILE",
+                &test_key("rs256-public.pem"),
+            )],
+        )
+        .expect("rs256 config");
+        let verifier = crate::auth::JwtVerifier::from_config(&rs.auth)
+            .expect("key")
+            .expect("configured");
+        assert_eq!(verifier.algorithm(), crate::auth::PinnedAlg::Rs256);
+    }
+
+    #[test]
+    fn bad_auth_values_name_the_variable() {
+        let missing = test_key("no-such-key.pem");
+        let private = test_key("rs256-private.pem");
+        let cases: &[Case] = &[
+            (
+                None,
+                &[("TOM_JWT_LEEWAY_SECS", "soon")],
+                "TOM_JWT_LEEWAY_SECS",
+            ),
+            (
+                None,
+                &[("TOM_JWT_LEEWAY_SECS", "30000")],
+                "TOM_JWT_LEEWAY_SECS",
+            ),
+            (
+                None,
+                &[("TOM_JWT_HS256_SECRET", "short")],
+                "TOM_JWT_HS256_SECRET",
+            ),
+            (
+                None,
+                &[("TOM_JWT_RS256_PUBLIC_KEY_FILE", &missing)],
+                "TOM_JWT_RS256_PUBLIC_KEY_FILE",
+            ),
+            (
+                None,
+                &[("TOM_JWT_RS256_PUBLIC_KEY_FILE", &private)],
+                "TOM_JWT_RS256_PUBLIC_KEY_FILE",
+            ),
+            (
+                None,
+                &[
+                    ("TOM_JWT_HS256_SECRET", HS256_SECRET),
+                    ("TOM_JWT_RS256_PUBLIC_KEY_FILE", &private),
+                ],
+                "both set",
+            ),
+            (
+                None,
+                &[("REDIS_URL", "http://:hunter2@cache:6379")],
+                "REDIS_URL",
+            ),
+            (
+                None,
+                &[("REDIS_URL", "rediss://:hunter2@cache:6379")],
+                "REDIS_URL",
+            ),
+            (None, &[("REDIS_URL", "hunter2")], "REDIS_URL"),
+            (
+                Some("[auth]\nredis_url = \"ftp://:hunter2@x\"\n"),
+                &[],
+                "redis_url",
+            ),
+            (
+                Some("[auth]\nmemory_max_entries = 0\n"),
+                &[],
+                "memory_max_entries",
+            ),
+            (
+                Some("[auth]\nno_such_setting = 1\n"),
+                &[],
+                "no_such_setting",
+            ),
+        ];
+        for (file, env, needle) in cases {
+            let err = load(*file, env).expect_err(needle);
+            let shown = err.to_string();
+            assert!(shown.contains(needle), "{needle}: {shown}");
+            assert!(!shown.contains("hunter2"), "the password leaked: {shown}");
+        }
+    }
+
+    #[test]
+    fn auth_secrets_are_masked_when_printed() {
+        let c = load(
+            None,
+            &[
+                ("TOM_JWT_HS256_SECRET", HS256_SECRET),
+                ("REDIS_URL", "redis://tom:hunter2@127.0.0.1:6390/0"),
+            ],
+        )
+        .expect("config");
+        let shown = c.to_masked_toml();
+        assert!(!shown.contains(HS256_SECRET), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("redis://tom:********@127.0.0.1:6390/0"),
+            "{shown}"
+        );
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains(HS256_SECRET) && !debug.contains("hunter2"),
+            "{debug}"
+        );
+        // The password of a unix-socket URL is a query parameter.
+        let unix =
+            RedisUrl::parse("redis+unix:///run/redis.sock?db=1&pass=hunter2").expect("unix url");
+        assert!(!unix.masked().contains("hunter2"), "{}", unix.masked());
+        assert!(unix.masked().contains("db=1"), "{}", unix.masked());
+        // The printed config reads back.
+        let back: Config = toml::from_str(&shown).expect("round trip");
+        assert_eq!(back.auth.leeway_secs, c.auth.leeway_secs);
+        assert!(back.auth.redis_url.is_some());
     }
 }

@@ -6,6 +6,7 @@
 //! See the README for what is not real yet.
 
 pub mod audio;
+pub mod auth;
 pub mod backend;
 pub mod bench;
 pub mod call;

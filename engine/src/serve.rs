@@ -13,6 +13,7 @@ use esl_bridge::outbound::{OutboundConfig, OutboundServer};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::auth::Authenticator;
 use crate::backend::local::llm_process::{LlmProcess, LlmProcessConfig};
 use crate::call::{serve_call, Services};
 use crate::config::{BrainChoice, Config};
@@ -61,9 +62,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         _ => None,
     };
     let llm_config = llm.as_ref().map(LlmProcess::llm_config);
-    let services = tokio::task::spawn_blocking(move || Services::load(config, &models, llm_config))
-        .await
-        .context("loading task")??;
+    let auth = Authenticator::from_config(&config.auth).await?;
+    let mut services =
+        tokio::task::spawn_blocking(move || Services::load(config, &models, llm_config))
+            .await
+            .context("loading task")??;
+    services.auth = auth;
     let services = Arc::new(services);
     let server = &services.config.server;
     let esl = OutboundServer::bind(OutboundConfig {

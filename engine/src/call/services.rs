@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::audio::resample::resample_clip;
 use crate::audio::silero::SileroModel;
 use crate::audio::wav::Pcm;
+use crate::auth::{Authenticator, MemoryStore, ReplayStore};
 use crate::backend::local::brain::{Brain, LlmConfig, OpenAiCompatBrain, ScriptedBrain};
 use crate::backend::local::session::{LanguageVoice, LocalPipeline};
 use crate::backend::local::stt::{SttPool, WhisperModel};
@@ -96,6 +97,9 @@ pub struct Services {
     pub fleet: Fleet,
     /// The `/v1/stream` calls, so a shutdown can wait for them like for FreeSWITCH calls.
     pub streams: tokio_util::task::TaskTracker,
+    /// Who may open a stream. Loading leaves streams disabled; `tom serve` sets the
+    /// configured one (it needs the runtime for Redis).
+    pub auth: Authenticator,
     draining: tokio::sync::watch::Sender<bool>,
     end_calls: tokio::sync::watch::Sender<bool>,
 }
@@ -251,6 +255,7 @@ impl Services {
             call_records,
             fleet,
             streams: tokio_util::task::TaskTracker::new(),
+            auth: Authenticator::new(None, ReplayStore::Memory(MemoryStore::new(1))),
             draining: tokio::sync::watch::channel(false).0,
             end_calls: tokio::sync::watch::channel(false).0,
         })

@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::auth::Refusal;
 use crate::call::{self, CallNote, CallSetup, Services};
 use crate::telemetry::call_record::CallIdentity;
 use link::{audio_sink, is_too_big, limiter, write_all, StreamLink, CLOSE_POLICY, CLOSE_TOO_BIG};
@@ -50,21 +51,13 @@ pub async fn upgrade(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    // Authentication lands with engine::auth; until then every stream is refused.
-    let _ = (authorization, query);
-    services.metrics.stream_rejected("not_configured");
-    if true {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
-    }
-    #[cfg(any())]
     if let Err(e) = services.auth.admit(authorization, query.as_deref()).await {
         let reason = e.reason();
         services.metrics.stream_rejected(reason);
         warn!(reason, error = %e, "stream refused");
-        return if matches!(reason, "store_unavailable" | "not_configured") {
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-        } else {
-            refuse(StatusCode::UNAUTHORIZED, "unauthorized")
+        return match e.refusal() {
+            Refusal::Unavailable => refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Refusal::Unauthorized => refuse(StatusCode::UNAUTHORIZED, "unauthorized"),
         };
     }
     let limit = services.config.stream.max_message_bytes;
