@@ -344,3 +344,64 @@ async fn the_redis_password_never_shows() {
     assert!(!format!("{s:?}").contains("hunter2"));
     assert!(!format!("{url:?}").contains("hunter2"));
 }
+
+/// Two whole engines (`tom serve` in process) behind one Redis: a token spent on one is
+/// refused by the other at the WebSocket upgrade, and with Redis gone both fail closed
+/// with 503 and `tom_stream_rejected_total{reason="store_unavailable"}`. Needs the
+/// fetched models (scripts/test.sh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serving_engines_refuse_a_token_spent_on_the_other() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+    let mut server = RedisServer::start();
+    let records = tempfile::tempdir().expect("tempdir");
+    let engine = || {
+        let mut config = engine::config::Config::default();
+        config.server.esl_listen = "127.0.0.1:0".parse().expect("addr");
+        config.server.http_addr = "127.0.0.1:0".parse().expect("addr");
+        config.server.cost_log_dir = records.path().to_owned();
+        config.server.drain_secs = 2;
+        config.auth = auth_config(server.url());
+        engine::serve::start(config)
+    };
+    let one = engine().await.expect("engine one");
+    let two = engine().await.expect("engine two");
+    let upgrade = |engine: &engine::serve::Running, token: &str| {
+        let mut request = format!("ws://{}/v1/stream", engine.http_addr)
+            .into_client_request()
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("authorization", token.parse().expect("header"));
+        tokio_tungstenite::connect_async(request)
+    };
+    let status = |result: Result<_, WsError>| match result {
+        Err(WsError::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("not an HTTP refusal: {e}"),
+        Ok(_) => 101,
+    };
+
+    let token = bearer(&uuid::Uuid::new_v4().to_string(), unix_now() + 120);
+    let (mut ws, _) = upgrade(&one, &token).await.expect("admitted by engine one");
+    ws.send(Message::text(r#"{"type":"start","rate":8000}"#))
+        .await
+        .expect("start");
+    ws.send(Message::text(r#"{"type":"stop"}"#))
+        .await
+        .expect("stop");
+    assert_eq!(status(upgrade(&two, &token).await.map(drop)), 401);
+    assert_eq!(status(upgrade(&one, &token).await.map(drop)), 401);
+
+    server.kill();
+    let fresh = bearer(&uuid::Uuid::new_v4().to_string(), unix_now() + 120);
+    assert_eq!(status(upgrade(&two, &fresh).await.map(drop)), 503);
+    assert!(two
+        .services
+        .metrics
+        .render()
+        .contains(r#"tom_stream_rejected_total{reason="store_unavailable"} 1"#));
+    one.shutdown().await.expect("shutdown one");
+    two.shutdown().await.expect("shutdown two");
+}
