@@ -187,6 +187,10 @@ pub struct CallProfile {
     pub instructions: String,
     /// Caller turns answered before the goodbye.
     pub max_turns: u32,
+    /// Silence that ends the caller's turn, in ms (a multiple of 20, 200..=3000). Every
+    /// reply waits at least this long after the caller's last word: shorter is snappier
+    /// but cuts slow talkers between words.
+    pub end_of_turn_ms: u32,
 }
 
 impl Default for CallProfile {
@@ -198,6 +202,7 @@ impl Default for CallProfile {
             language: "en".into(),
             instructions: "You are a friendly restaurant assistant on the phone. Answer in one or two short sentences.".into(),
             max_turns: 20,
+            end_of_turn_ms: 500,
         }
     }
 }
@@ -594,6 +599,15 @@ impl Config {
         for (did, profile) in std::iter::once(("default", &self.calls.default))
             .chain(self.calls.did.iter().map(|(k, v)| (k.as_str(), v)))
         {
+            if !(200..=3000).contains(&profile.end_of_turn_ms) || profile.end_of_turn_ms % 20 != 0 {
+                return Err(ConfigError::Invalid {
+                    key: "calls.*.end_of_turn_ms",
+                    problem: format!(
+                        "{did}: {} is not a multiple of 20 ms between 200 and 3000",
+                        profile.end_of_turn_ms
+                    ),
+                });
+            }
             if profile.max_turns == 0 {
                 return Err(ConfigError::Invalid {
                     key: "calls.*.max_turns",
@@ -729,10 +743,20 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let cases: [Case; 7] = [
+        let cases: [Case; 9] = [
             (None, &[("TOM_ESL_LISTEN", "nowhere")], "TOM_ESL_LISTEN"),
             (None, &[("ALLOW_EGRESS", "perhaps")], "ALLOW_EGRESS"),
             (None, &[("TOM_BRAIN", "genius")], "TOM_BRAIN"),
+            (
+                Some("[calls.default]\nend_of_turn_ms = 150\n"),
+                &[],
+                "end_of_turn_ms",
+            ),
+            (
+                Some("[calls.did.\"100\"]\nend_of_turn_ms = 310\n"),
+                &[],
+                "end_of_turn_ms",
+            ),
             (
                 None,
                 &[("FALLBACK_TRIGGER_MS", "fast")],

@@ -205,6 +205,10 @@ async fn converse<L: CallerLink>(
         Ok(vad) => {
             let profile = services.config.calls.for_did(&setup.identity.did).clone();
             let decision = services.fleet.backend_for_new_call();
+            let endpointer = Endpointer::new(EndpointerConfig {
+                hangover: profile.end_of_turn_ms / 20,
+                ..EndpointerConfig::default()
+            });
             let mut task = CallTask {
                 policy: CallPolicy::new(&services.config.failover, decision.backend),
                 opening: None,
@@ -215,7 +219,7 @@ async fn converse<L: CallerLink>(
                 telephony_ulaw: setup.telephony_ulaw,
                 tx,
                 vad,
-                endpointer: Endpointer::new(EndpointerConfig::default()),
+                endpointer,
                 instants: VecDeque::with_capacity(INSTANTS_KEPT),
                 onset: None,
                 voiced_run: 0,
