@@ -554,3 +554,43 @@ fn connect_reply_is_channel_data_with_the_specs_values() {
         Err(DoubleError::InvalidSpec(_))
     ));
 }
+
+#[test]
+fn the_built_in_recordings_are_prefixes_of_the_fixtures_and_give_the_same_calls() {
+    let fixtures = probes::fs_double::default_fixtures_dir();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/freeswitch");
+    for (embedded, recording) in [
+        ("outbound_basic.head.raw", CONNECT_RECORDING),
+        (
+            "outbound_uuid_kill_no_linger.head.raw",
+            probes::fs_double::HANGUP_RECORDING,
+        ),
+        (
+            "outbound_unicast_g722_l16.head.raw",
+            probes::fs_double::G722_RECORDING,
+        ),
+    ] {
+        let head = std::fs::read(data.join(embedded)).expect("built-in recording");
+        let full = std::fs::read(fixtures.join(recording)).expect("fixture");
+        assert!(
+            full.starts_with(&head),
+            "{embedded} is a prefix of {recording}"
+        );
+    }
+    let built_in = FsDouble::embedded().expect("built-in recordings");
+    let loaded = FsDouble::from_default_fixtures().expect("fixtures");
+    for rate in [8_000, 16_000] {
+        for answered_by_dialplan in [false, true] {
+            let spec = CallSpec {
+                rate,
+                answered_by_dialplan,
+                ..CallSpec::default()
+            };
+            assert_eq!(
+                built_in.connect_reply(&spec).expect("reply"),
+                loaded.connect_reply(&spec).expect("reply")
+            );
+        }
+    }
+    assert_eq!(built_in.recorded_call().uuid, loaded.recorded_call().uuid);
+}

@@ -518,6 +518,32 @@ impl FsDouble {
         Self::load(&default_fixtures_dir())
     }
 
+    /// The recordings built into this crate (`probes/data/freeswitch/`: byte-exact
+    /// prefixes of the three recordings, see its README), for tools that run without the
+    /// fixtures folder, such as `realtime-probe --via-esl`. The calls it places are the
+    /// same as with [`from_default_fixtures`](Self::from_default_fixtures).
+    pub fn embedded() -> Result<Self, DoubleError> {
+        const DIR: &str = "probes/data/freeswitch (built in)";
+        let name = |file: &str| PathBuf::from(format!("{DIR}/{file}"));
+        let recordings = Recordings::from_streams(
+            (
+                &name("outbound_basic.head.raw"),
+                include_bytes!("../../data/freeswitch/outbound_basic.head.raw"),
+            ),
+            (
+                &name("outbound_uuid_kill_no_linger.head.raw"),
+                include_bytes!("../../data/freeswitch/outbound_uuid_kill_no_linger.head.raw"),
+            ),
+            (
+                &name("outbound_unicast_g722_l16.head.raw"),
+                include_bytes!("../../data/freeswitch/outbound_unicast_g722_l16.head.raw"),
+            ),
+        )?;
+        Ok(Self {
+            recordings: Arc::new(recordings),
+        })
+    }
+
     /// Places one call into the engine's ESL outbound listener, with the recordings from
     /// [`default_fixtures_dir`]. Returns once the engine's `connect` has been answered.
     pub async fn call(engine_esl: SocketAddr, spec: CallSpec) -> Result<DoubleCall, DoubleError> {

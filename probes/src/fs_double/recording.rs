@@ -294,17 +294,22 @@ pub struct Recordings {
     g722_codec: Block,
 }
 
-/// Reads a recorded `fs_to_client` stream and cuts it into frames with esl-bridge.
-fn frames(path: &Path) -> Result<Vec<Frame>, DoubleError> {
-    let raw = std::fs::read(path).map_err(|source| DoubleError::Fixture {
+/// Reads a recorded `fs_to_client` stream.
+fn read(path: &Path) -> Result<Vec<u8>, DoubleError> {
+    std::fs::read(path).map_err(|source| DoubleError::Fixture {
         path: path.to_owned(),
         source,
-    })?;
+    })
+}
+
+/// Cuts a recorded `fs_to_client` stream (or a prefix of one that ends on a message
+/// boundary) into frames with esl-bridge; `path` names it in errors.
+fn frames(path: &Path, raw: &[u8]) -> Result<Vec<Frame>, DoubleError> {
     let bad = |what: String| DoubleError::FixtureFormat {
         path: path.to_owned(),
         what,
     };
-    let mut buf = BytesMut::from(&raw[..]);
+    let mut buf = BytesMut::from(raw);
     let mut decoder = FrameDecoder::default();
     let mut out = Vec::new();
     while let Some(frame) = decoder.decode(&mut buf).map_err(|e| bad(e.to_string()))? {
@@ -370,31 +375,43 @@ fn find<'a>(
 impl Recordings {
     /// Loads the recordings from a fixtures directory.
     pub fn load(dir: &Path) -> Result<Self, DoubleError> {
-        let basic_path = dir.join(CONNECT_RECORDING);
-        let basic = frames(&basic_path)?;
-        let connect = connect_reply(&basic_path, &basic)?;
-        let connect_identity = Identity::of(&connect, &basic_path)?;
-        let basic_events = events(&basic_path, &basic)?;
-        let park = find(&basic_events, &basic_path, "CHANNEL_PARK", None)?.clone();
-        let execute = find(
-            &basic_events,
-            &basic_path,
-            "CHANNEL_EXECUTE",
-            Some("answer"),
-        )?
-        .clone();
+        let [basic_path, kill_path, g722_path] =
+            [CONNECT_RECORDING, HANGUP_RECORDING, G722_RECORDING].map(|p| dir.join(p));
+        let (basic, kill, g722) = (read(&basic_path)?, read(&kill_path)?, read(&g722_path)?);
+        Self::from_streams(
+            (basic_path.as_path(), basic.as_slice()),
+            (kill_path.as_path(), kill.as_slice()),
+            (g722_path.as_path(), g722.as_slice()),
+        )
+    }
+
+    /// Builds the recordings from the bytes of [`CONNECT_RECORDING`], [`HANGUP_RECORDING`]
+    /// and [`G722_RECORDING`] (each with the path that names it in errors). A prefix of a
+    /// recording that ends on a message boundary is enough: of [`CONNECT_RECORDING`] up to
+    /// the `answer` CHANNEL_EXECUTE_COMPLETE, of [`HANGUP_RECORDING`] up to
+    /// CHANNEL_HANGUP_COMPLETE, of [`G722_RECORDING`] the `connect` reply.
+    pub fn from_streams(
+        (basic_path, basic): (&Path, &[u8]),
+        (kill_path, kill): (&Path, &[u8]),
+        (g722_path, g722): (&Path, &[u8]),
+    ) -> Result<Self, DoubleError> {
+        let basic = frames(basic_path, basic)?;
+        let connect = connect_reply(basic_path, &basic)?;
+        let connect_identity = Identity::of(&connect, basic_path)?;
+        let basic_events = events(basic_path, &basic)?;
+        let park = find(&basic_events, basic_path, "CHANNEL_PARK", None)?.clone();
+        let execute = find(&basic_events, basic_path, "CHANNEL_EXECUTE", Some("answer"))?.clone();
         let execute_complete = find(
             &basic_events,
-            &basic_path,
+            basic_path,
             "CHANNEL_EXECUTE_COMPLETE",
             Some("answer"),
         )?
         .clone();
 
-        let kill_path = dir.join(HANGUP_RECORDING);
-        let kill = frames(&kill_path)?;
-        let hangup_identity = Identity::of(&connect_reply(&kill_path, &kill)?, &kill_path)?;
-        let kill_events = events(&kill_path, &kill)?;
+        let kill = frames(kill_path, kill)?;
+        let hangup_identity = Identity::of(&connect_reply(kill_path, &kill)?, kill_path)?;
+        let kill_events = events(kill_path, &kill)?;
         let start = kill_events
             .iter()
             .position(|e| e.get("Event-Name").as_deref() == Some("CHANNEL_HANGUP"));
@@ -405,14 +422,13 @@ impl Recordings {
             (Some(s), Some(e)) if s < e => kill_events[s..=e].to_vec(),
             _ => {
                 return Err(DoubleError::FixtureFormat {
-                    path: kill_path,
+                    path: kill_path.to_owned(),
                     what: "no CHANNEL_HANGUP … CHANNEL_HANGUP_COMPLETE sequence".into(),
                 })
             }
         };
 
-        let g722_path = dir.join(G722_RECORDING);
-        let g722 = connect_reply(&g722_path, &frames(&g722_path)?)?;
+        let g722 = connect_reply(g722_path, &frames(g722_path, g722)?)?;
         let g722_codec = Block {
             lines: g722
                 .lines
