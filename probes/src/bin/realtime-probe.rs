@@ -197,6 +197,15 @@ fn run(matches: &ArgMatches) -> i32 {
             return ExitCode::Usage.code();
         }
     };
+    if let Target::Stream(StreamTarget {
+        credentials: Credentials::None,
+        ..
+    }) = &config.target
+    {
+        eprintln!(
+            "realtime-probe: warning: no --token or --jwt-secret; the engine will refuse the stream"
+        );
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -270,10 +279,7 @@ fn credentials(cli: &Cli, matches: &ArgMatches) -> Result<Credentials, Usage> {
             issuer: cli.jwt_iss.clone().filter(|i| !i.is_empty()),
             ttl: DEFAULT_TTL,
         },
-        _ => {
-            eprintln!("realtime-probe: warning: no --token or --jwt-secret; the engine will refuse the stream");
-            Credentials::None
-        }
+        _ => Credentials::None,
     })
 }
 
