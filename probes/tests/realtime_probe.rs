@@ -387,6 +387,15 @@ fn fast<'a>(url: &'a str, wav: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// Waits (bounded) until the fake has closed every connection: the probe process may
+/// exit before the fake's tasks have handled its last `stop`.
+async fn settled(seen: &Arc<Mutex<Seen>>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.lock().unwrap().open > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -467,6 +476,7 @@ async fn a_fast_engine_exits_0_and_the_json_has_every_run() {
     for output in [&text, &out.stdout, &out.stderr] {
         assert!(!output.contains("5550100"), "the caller number leaked");
     }
+    settled(&seen).await;
     let seen = seen.lock().unwrap();
     assert_eq!(seen.starts.len(), 3);
     for start in &seen.starts {
@@ -715,6 +725,7 @@ async fn concurrent_runs_and_real_time_pacing() {
     .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("run 1/4"), "-q: no progress lines");
+    settled(&seen).await;
     let seen = seen.lock().unwrap();
     assert_eq!(seen.starts.len(), 4);
     assert_eq!(seen.max_open, 2);
@@ -761,6 +772,7 @@ async fn the_bundled_question_is_asked_in_real_time() {
     ])
     .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    settled(&seen).await;
     let seen = seen.lock().unwrap();
     assert_eq!(seen.starts[0]["rate"], 8_000);
     // The question lasts 3.7 s; with the greeting and the reply, the line was open longer.
