@@ -263,7 +263,10 @@ async fn serve(socket: WebSocket, fake: Fake) {
                     }
                 }
                 Some(Ok(_)) => {}
-                _ => break,
+                other => {
+                    eprintln!("fake: connection {conn} ended without stop: {other:?}");
+                    break;
+                }
             },
             () = async { tokio::time::sleep_until(due.unwrap_or_else(Instant::now)).await }, if due.is_some() => {
                 let now = Instant::now();

@@ -203,10 +203,17 @@ pub(crate) async fn run(
         .await
         .map_err(|e| RunError::WebSocket(e.to_string()))?;
     let result = converse(&mut tx, &mut rx, question, timing, reply_rms).await;
-    // Hang up politely whatever happened; the engine ends the call on `stop` or close.
+    // Hang up politely whatever happened: `stop`, then read until the engine closes
+    // (its `end` comes first). Dropping the socket with the engine's audio still unread
+    // would make the kernel reset the connection, and the engine could lose the `stop`.
     let bye = async {
         let stop = Message::Text(r#"{"type":"stop"}"#.into());
         if tx.sink.send(stop).await.is_ok() {
+            while let Some(Ok(message)) = rx.stream.next().await {
+                if let Message::Close(_) = message {
+                    break;
+                }
+            }
             let _ = tx.sink.close().await;
         }
     };
