@@ -595,3 +595,54 @@ async fn call_idle(engine: &Running) -> DoubleCall {
     c.play_silence(Duration::from_millis(4500)).await.unwrap();
     c
 }
+
+/// `realtime-probe --via-esl` against the real engine (local pipeline): the binary places
+/// the calls as FreeSWITCH would, asks the bundled question and measures e2e_ms. The
+/// verdict depends on the machine; what is checked is that every run was measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_probe_via_esl_measures_the_local_engine() {
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let engine = start(local_config(costs.path())).await.expect("engine");
+    let json = costs.path().join("probe.json");
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_realtime-probe"))
+            .args([
+                "--via-esl",
+                &engine.esl_addr.to_string(),
+                "--rate",
+                "8000",
+                "--runs",
+                "2",
+                "--answer-timeout-ms",
+                "30000",
+                "--json",
+                json.to_str().unwrap(),
+            ])
+            .env_remove("TOM_PII_SALT")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the probe finishes")
+    .expect("the probe runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}{stdout}");
+    let code = out.status.code().expect("exit code");
+    assert!((0..=2).contains(&code), "a latency verdict, got {code}: {stderr}");
+    assert!(stdout.starts_with("realtime-probe: 2/2 runs, e2e_ms p50 "), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for run in report["runs"].as_array().unwrap() {
+        assert_eq!(run["error"], serde_json::Value::Null, "{run}");
+        assert!(run["e2e_ms"].as_f64() > Some(0.0), "{run}");
+        assert!(run["greeting_ms"].as_f64() > Some(0.0), "the greeting was heard: {run}");
+    }
+    engine.shutdown().await.expect("shutdown");
+    // Each probe run was one call, hung up by the caller.
+    let records = cost_records(costs.path());
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(records.iter().all(|r| r["outcome"] == "caller_hangup"), "{records:?}");
+}

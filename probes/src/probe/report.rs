@@ -192,7 +192,7 @@ pub fn progress_line(run: &RunRecord, total: usize) -> String {
             fmt(run.e2e_ms),
             fmt(run.first_audio_ms),
             fmt(run.first_token_ms),
-            run.backend.as_deref().unwrap_or("n/a")
+            run.backend.as_deref().unwrap_or("unknown")
         ),
         Some(e) => format!(
             "run {}/{}: failed ({}): {}",
