@@ -631,18 +631,30 @@ async fn realtime_probe_via_esl_measures_the_local_engine() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stderr}{stdout}");
     let code = out.status.code().expect("exit code");
-    assert!((0..=2).contains(&code), "a latency verdict, got {code}: {stderr}");
-    assert!(stdout.starts_with("realtime-probe: 2/2 runs, e2e_ms p50 "), "{stdout}");
+    assert!(
+        (0..=2).contains(&code),
+        "a latency verdict, got {code}: {stderr}"
+    );
+    assert!(
+        stdout.starts_with("realtime-probe: 2/2 runs, e2e_ms p50 "),
+        "{stdout}"
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     for run in report["runs"].as_array().unwrap() {
         assert_eq!(run["error"], serde_json::Value::Null, "{run}");
         assert!(run["e2e_ms"].as_f64() > Some(0.0), "{run}");
-        assert!(run["greeting_ms"].as_f64() > Some(0.0), "the greeting was heard: {run}");
+        assert!(
+            run["greeting_ms"].as_f64() > Some(0.0),
+            "the greeting was heard: {run}"
+        );
     }
     engine.shutdown().await.expect("shutdown");
     // Each probe run was one call, hung up by the caller.
     let records = cost_records(costs.path());
     assert_eq!(records.len(), 2, "{records:?}");
-    assert!(records.iter().all(|r| r["outcome"] == "caller_hangup"), "{records:?}");
+    assert!(
+        records.iter().all(|r| r["outcome"] == "caller_hangup"),
+        "{records:?}"
+    );
 }

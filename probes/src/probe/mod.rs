@@ -305,8 +305,8 @@ async fn one_run(
                 );
             }
             record.e2e_ms = Some(round1(m.e2e_ms));
-            record.first_token_ms = m.first_token_ms;
-            record.first_audio_ms = m.first_audio_ms;
+            record.first_token_ms = m.first_token_ms.map(round1);
+            record.first_audio_ms = m.first_audio_ms.map(round1);
             record.backend = m.backend;
             record.call_id = m.call_id;
             record.greeting_ms = m.greeting_ms.map(round1);
