@@ -998,3 +998,261 @@ async fn via_esl_to_nothing_exits_3() {
     assert_eq!(out.code, 3);
     assert!(out.stderr.contains("connection refused"), "{}", out.stderr);
 }
+
+// ---------------------------------------------------------------------------------------
+// --freeswitch: a fake FreeSWITCH inbound event socket (the replies recorded in
+// esl-inbound/inbound_plain_all) whose originated "call" is the fake engine itself: after
+// the probe's unicast sendmsg it streams what the caller hears from FreeSWITCH's side and
+// listens to the caller.
+
+#[derive(Debug, Default)]
+struct FsSeen {
+    commands: Vec<String>,
+    unicast_headers: Vec<String>,
+}
+
+async fn fs_media(
+    local: SocketAddr,
+    remote: SocketAddr,
+    config: FakeConfig,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let socket = tokio::net::UdpSocket::bind(local).await.unwrap();
+    let rate = 8_000;
+    let mut brain = Brain::new(config.clone());
+    let mut speak_left = config.greeting_ms / 20;
+    let mut spoken = 0;
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let mut buf = [0u8; 2048];
+    let give_up = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(give_up);
+    loop {
+        let due = brain.next_due();
+        tokio::select! {
+            () = stop.notified() => break,
+            () = &mut give_up => break,
+            received = socket.recv_from(&mut buf) => {
+                let (n, _) = received.unwrap();
+                let samples: Vec<i16> = buf[..n].chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])).collect();
+                brain.hear(rms(&samples), Instant::now());
+            }
+            () = async { tokio::time::sleep_until(due.unwrap_or_else(Instant::now)).await }, if due.is_some() => {
+                if let Some(Act::Reply(_)) = brain.act(Instant::now()) {
+                    speak_left = config.reply_len_ms / 20;
+                }
+            }
+            _ = ticker.tick() => {
+                // A parked channel streams every 20 ms: the engine's voice, or silence.
+                let frame = if speak_left > 0 {
+                    speak_left -= 1;
+                    spoken += 1;
+                    tone_frame(rate, spoken)
+                } else {
+                    vec![0; 160]
+                };
+                let bytes: Vec<u8> = frame.iter().flat_map(|s| s.to_le_bytes()).collect();
+                let _ = socket.send_to(&bytes, remote).await;
+            }
+        }
+    }
+}
+
+async fn start_fake_freeswitch(
+    password: &'static str,
+    config: FakeConfig,
+) -> (SocketAddr, Arc<Mutex<FsSeen>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(FsSeen::default()));
+    let shared = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = shared.clone();
+            let config = config.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let reply =
+                    |text: &str| format!("Content-Type: command/reply\nReply-Text: {text}\n\n");
+                let api = |body: &str| {
+                    format!(
+                        "Content-Type: api/response\nContent-Length: {}\n\n{body}",
+                        body.len()
+                    )
+                };
+                let bye = "Content-Type: text/disconnect-notice\nContent-Length: 67\n\nDisconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n";
+                let stop = Arc::new(tokio::sync::Notify::new());
+                write
+                    .write_all(b"Content-Type: auth/request\n\n")
+                    .await
+                    .unwrap();
+                while let Ok(Some(first)) = lines.next_line().await {
+                    if first.is_empty() {
+                        continue;
+                    }
+                    let mut headers = Vec::new();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if line.is_empty() {
+                            break;
+                        }
+                        headers.push(line);
+                    }
+                    seen.lock().unwrap().commands.push(first.clone());
+                    let out = if let Some(given) = first.strip_prefix("auth ") {
+                        if given != password {
+                            let _ = write
+                                .write_all(format!("{}{bye}", reply("-ERR invalid")).as_bytes())
+                                .await;
+                            break;
+                        }
+                        reply("+OK accepted")
+                    } else if let Some(names) = first.strip_prefix("event plain ") {
+                        let _ = names;
+                        reply("+OK event listener enabled plain")
+                    } else if let Some(command) = first.strip_prefix("bgapi ") {
+                        let job = "cd6cbd8c-b63e-4b8d-9e32-cb510dc79e7b";
+                        let uuid = command
+                            .split("origination_uuid=")
+                            .nth(1)
+                            .and_then(|r| r.split([',', '}']).next())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let result = format!("+OK {uuid}\n");
+                        let body = format!(
+                            "Event-Name: BACKGROUND_JOB\nJob-UUID: {job}\nJob-Command: originate\nContent-Length: {}\n\n{result}",
+                            result.len()
+                        );
+                        format!(
+                            "Content-Type: command/reply\nReply-Text: +OK Job-UUID: {job}\nJob-UUID: {job}\n\n\
+                             Content-Length: {}\nContent-Type: text/event-plain\n\n{body}",
+                            body.len()
+                        )
+                    } else if first.starts_with("api uuid_getvar ") {
+                        api("8000")
+                    } else if first.starts_with("api uuid_kill ") {
+                        stop.notify_one();
+                        api("+OK\n")
+                    } else if first.starts_with("sendmsg ") {
+                        let get = |name: &str| {
+                            headers
+                                .iter()
+                                .find_map(|h| h.strip_prefix(&format!("{name}: ")))
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
+                        let local: SocketAddr =
+                            format!("{}:{}", get("local-ip"), get("local-port"))
+                                .parse()
+                                .unwrap();
+                        let remote: SocketAddr =
+                            format!("{}:{}", get("remote-ip"), get("remote-port"))
+                                .parse()
+                                .unwrap();
+                        seen.lock().unwrap().unicast_headers = headers.clone();
+                        tokio::spawn(fs_media(local, remote, config.clone(), stop.clone()));
+                        reply("+OK")
+                    } else if first == "exit" {
+                        let _ = write
+                            .write_all(format!("{}{bye}", reply("+OK bye")).as_bytes())
+                            .await;
+                        break;
+                    } else {
+                        reply("-ERR command not found")
+                    };
+                    if write.write_all(out.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+                stop.notify_one();
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn freeswitch_mode_originates_parks_and_measures_over_unicast() {
+    let (addr, seen) = start_fake_freeswitch(
+        "s3cret",
+        FakeConfig {
+            reply_ms: 300,
+            ..FakeConfig::default()
+        },
+    )
+    .await;
+    let addr = addr.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = short_wav(dir.path());
+    let json_path = dir.path().join("fs.json");
+    let base = [
+        "--freeswitch",
+        &addr,
+        "--extension",
+        "loopback/9999",
+        "--wav",
+        wav.to_str().unwrap(),
+        "--runs",
+        "1",
+        "--greeting-quiet-ms",
+        "200",
+    ];
+    let out = probe(
+        &[
+            &base[..],
+            &[
+                "--password",
+                "s3cret",
+                "--warn-ms",
+                "200",
+                "--fail-ms",
+                "5000",
+                "--json",
+                json_path.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let report = read_json(&json_path);
+    assert_eq!(report["target"]["kind"], "freeswitch");
+    let run = &report["runs"][0];
+    let e2e = run["e2e_ms"].as_f64().unwrap();
+    assert!(e2e >= 400.0, "endpointing 100 + reply 300: {e2e}");
+    assert!(run["greeting_ms"].as_f64().unwrap() > 100.0);
+    let uuid = run["call_id"].as_str().unwrap().to_owned();
+    {
+        let seen = seen.lock().unwrap();
+        let originate = seen
+            .commands
+            .iter()
+            .find(|c| c.starts_with("bgapi originate "))
+            .unwrap();
+        assert_eq!(
+            originate,
+            &format!(
+                "bgapi originate {{origination_uuid={uuid},origination_caller_id_number=+15550100,\
+                 origination_caller_id_name=realtime-probe}}loopback/9999 &park()"
+            )
+        );
+        assert!(seen
+            .commands
+            .contains(&format!("api uuid_getvar {uuid} read_rate")));
+        assert!(seen.commands.contains(&format!("sendmsg {uuid}")));
+        assert!(seen.commands.contains(&format!("api uuid_kill {uuid}")));
+        assert_eq!(seen.commands.last().map(String::as_str), Some("exit"));
+        assert_eq!(seen.unicast_headers[0], "call-command: unicast");
+        assert!(seen.unicast_headers.contains(&"transport: udp".to_owned()));
+    }
+
+    let refused = probe(&[&base[..], &["--password", "wrong"]].concat()).await;
+    assert_eq!(refused.code, 3);
+    assert!(
+        refused
+            .stderr
+            .contains("FreeSWITCH refused the event socket password: -ERR invalid"),
+        "{}",
+        refused.stderr
+    );
+}
