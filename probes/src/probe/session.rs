@@ -351,3 +351,216 @@ fn on_event(event: EngineEvent, phase: &Phase, s: &mut State, rate: u32) -> Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The conversation under paused tokio time: exact pacing and exact figures.
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::sync::mpsc;
+
+    struct ChanTx(mpsc::UnboundedSender<(Instant, Vec<i16>)>);
+
+    impl CallerTx for ChanTx {
+        async fn send_frame(&mut self, frame: &[i16]) -> Result<(), RunError> {
+            let _ = self.0.send((Instant::now(), frame.to_vec()));
+            Ok(())
+        }
+    }
+
+    struct ChanRx(mpsc::UnboundedReceiver<Heard>);
+
+    impl CallerRx for ChanRx {
+        async fn next(&mut self) -> Result<Heard, RunError> {
+            Ok(self.0.recv().await.unwrap_or(Heard::Closed("gone".into())))
+        }
+    }
+
+    const LOUD: Heard = Heard::Audio { rms: 5_000.0 };
+
+    /// 10 loud frames (200 ms) and 2 silent ones at 8 kHz.
+    fn question() -> Question {
+        let mut frames = vec![vec![4_000i16; 160]; 10];
+        frames.extend([vec![0; 160], vec![0; 160]]);
+        Question {
+            rate: 8_000,
+            frames,
+            last_voiced: 9,
+            voiced_threshold: 126.5,
+        }
+    }
+
+    fn event(json: &str) -> Heard {
+        Heard::Event(serde_json::from_str(json).unwrap())
+    }
+
+    /// A scripted engine: `started`, a 200 ms greeting, then (unless `mute`) after 100 ms
+    /// of caller silence following voice, marks and reply audio `reply` later.
+    async fn engine(
+        mut heard: mpsc::UnboundedReceiver<(Instant, Vec<i16>)>,
+        say: mpsc::UnboundedSender<Heard>,
+        reply: Duration,
+        greeting_frames: usize,
+    ) -> Vec<Instant> {
+        let _ = say.send(event(
+            r#"{"type":"started","call_id":"c","backend":"local","rate":8000}"#,
+        ));
+        for _ in 0..greeting_frames {
+            let _ = say.send(LOUD);
+            tokio::time::sleep(FRAME).await;
+        }
+        let mut sent = Vec::new();
+        let (mut voiced, mut silent) = (false, 0);
+        while let Some((at, frame)) = heard.recv().await {
+            sent.push(at);
+            if frame.iter().any(|s| *s != 0) {
+                voiced = true;
+                silent = 0;
+            } else if voiced {
+                silent += 1;
+                if silent == 5 {
+                    voiced = false;
+                    tokio::time::sleep(reply).await;
+                    let _ = say.send(event(
+                        r#"{"type":"mark","name":"first_token","ms":250,"backend":"provider"}"#,
+                    ));
+                    let _ = say.send(event(
+                        r#"{"type":"mark","name":"first_audio","ms":300,"backend":"provider"}"#,
+                    ));
+                    let _ = say.send(LOUD);
+                }
+            }
+        }
+        sent
+    }
+
+    async fn run(
+        reply: Duration,
+        greeting_frames: usize,
+        timing: Timing,
+    ) -> (Result<Measured, RunError>, Vec<Instant>) {
+        let (tx, heard) = mpsc::unbounded_channel();
+        let (say, rx) = mpsc::unbounded_channel();
+        let engine = tokio::spawn(engine(heard, say, reply, greeting_frames));
+        let result = {
+            let (mut tx, mut rx) = (ChanTx(tx), ChanRx(rx));
+            converse(&mut tx, &mut rx, &question(), &timing, 100.0).await
+        };
+        (result, engine.await.unwrap())
+    }
+
+    fn timing() -> Timing {
+        Timing {
+            greeting_timeout: Duration::from_secs(5),
+            greeting_quiet: Duration::from_millis(600),
+            no_greeting: false,
+            answer_timeout: Duration::from_secs(2),
+            mark_grace: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_is_timed_from_the_last_voiced_frame() {
+        let (result, sent) = run(Duration::from_millis(300), 10, timing()).await;
+        let m = result.unwrap();
+        // Five silent frames after the last voiced one (100 ms) end the turn; the reply
+        // comes 300 ms later.
+        assert_eq!(m.e2e_ms, 400.0);
+        assert_eq!(
+            (m.first_token_ms, m.first_audio_ms),
+            (Some(250.0), Some(300.0))
+        );
+        assert_eq!(
+            m.backend.as_deref(),
+            Some("provider"),
+            "the marks say who answered"
+        );
+        assert_eq!(m.call_id.as_deref(), Some("c"));
+        assert_eq!(m.greeting_ms, Some(180.0));
+        assert_eq!(m.late_ticks, 0);
+        // Every frame on the 20 ms grid: no burst, no drift.
+        for pair in sent.windows(2) {
+            assert_eq!(pair[1] - pair[0], FRAME);
+        }
+        // The greeting (200 ms) plus 600 ms of quiet before the question.
+        assert!(sent.len() > 40 + 12, "{}", sent.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_reply_is_no_answer() {
+        let (result, _) = run(Duration::from_secs(60), 10, timing()).await;
+        assert!(
+            matches!(result, Err(RunError::NoAnswer { ms: 2000 })),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_greeting_that_never_ends_fails_and_none_at_all_is_skipped() {
+        let (result, _) = run(Duration::from_millis(10), 1000, timing()).await;
+        assert!(
+            matches!(result, Err(RunError::GreetingTooLong { ms: 5000 })),
+            "{result:?}"
+        );
+        let (result, sent) = run(Duration::from_millis(10), 0, timing()).await;
+        let m = result.unwrap();
+        assert_eq!(m.greeting_ms, None);
+        // It waited the whole greeting bound before asking.
+        assert!(sent.len() >= 250, "{}", sent.len());
+        let quick = Timing {
+            no_greeting: true,
+            ..timing()
+        };
+        let (result, sent) = run(Duration::from_millis(10), 0, quick).await;
+        assert!(result.is_ok());
+        assert!(sent.len() < 30, "{}", sent.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_engine_ending_the_call_or_a_rate_mismatch_fails_the_run() {
+        let (say, rx) = mpsc::unbounded_channel();
+        let (tx, _heard) = mpsc::unbounded_channel();
+        let _ = say.send(event(r#"{"type":"end","outcome":"error"}"#));
+        let result = converse(
+            &mut ChanTx(tx),
+            &mut ChanRx(rx),
+            &question(),
+            &timing(),
+            100.0,
+        )
+        .await;
+        assert!(
+            matches!(result, Err(RunError::Ended(ref o)) if o == "error"),
+            "{result:?}"
+        );
+
+        let (say, rx) = mpsc::unbounded_channel();
+        let (tx, _heard) = mpsc::unbounded_channel();
+        let _ = say.send(event(r#"{"type":"started","rate":16000}"#));
+        let result = converse(
+            &mut ChanTx(tx),
+            &mut ChanRx(rx),
+            &question(),
+            &timing(),
+            100.0,
+        )
+        .await;
+        assert!(matches!(result, Err(RunError::Protocol(_))), "{result:?}");
+
+        let (say, rx) = mpsc::unbounded_channel();
+        let (tx, _heard) = mpsc::unbounded_channel();
+        let _ = say.send(event(r#"{"type":"error","code":"rate_limited"}"#));
+        let result = converse(
+            &mut ChanTx(tx),
+            &mut ChanRx(rx),
+            &question(),
+            &timing(),
+            100.0,
+        )
+        .await;
+        assert!(
+            matches!(result, Err(RunError::Engine(ref c)) if c == "rate_limited"),
+            "{result:?}"
+        );
+    }
+}
