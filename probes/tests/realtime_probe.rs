@@ -866,6 +866,14 @@ async fn bad_command_lines_exit_64() {
             "--caller",
             "+1 555 0100",
         ],
+        vec![
+            "--target",
+            "ws://127.0.0.1:1/v1/stream",
+            "--runs",
+            "1",
+            "--json",
+            "/nonexistent/dir/x.json",
+        ],
     ] {
         let out = probe(&args).await;
         assert_eq!(out.code, 64, "{args:?}: {}", out.stderr);

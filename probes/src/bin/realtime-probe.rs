@@ -370,6 +370,12 @@ fn configure(cli: &Cli, matches: &ArgMatches) -> Result<ProbeConfig, Usage> {
     if cli.answer_timeout_ms == 0 || cli.greeting_timeout_ms == 0 || cli.connect_timeout_ms == 0 {
         return Err(usage("timeouts must be positive".into()));
     }
+    // Checked now, not after minutes of calls.
+    if let Some(dir) = cli.json.as_deref().and_then(std::path::Path::parent) {
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            return Err(usage(format!("--json: no directory {}", dir.display())));
+        }
+    }
     let (clip, source) = match &cli.wav {
         Some(path) => (Clip::from_file(path), path.display().to_string()),
         None => (Clip::bundled(), "bundled".to_owned()),
