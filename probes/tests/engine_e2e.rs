@@ -658,3 +658,106 @@ async fn realtime_probe_via_esl_measures_the_local_engine() {
         "{records:?}"
     );
 }
+
+/// Runs the `realtime-probe` binary (bounded) and returns its exit code, stdout and stderr.
+async fn realtime_probe(args: &[&str]) -> (i32, String, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_realtime-probe"));
+    command.args(args).kill_on_drop(true);
+    for var in [
+        "TOM_PROBE_TOKEN",
+        "TOM_JWT_HS256_SECRET",
+        "TOM_JWT_AUDIENCE",
+        "TOM_JWT_ISSUER",
+        "TOM_PII_SALT",
+    ] {
+        command.env_remove(var);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("the probe finishes")
+        .expect("the probe runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("{stderr}{stdout}");
+    (out.status.code().expect("exit code"), stdout, stderr)
+}
+
+/// `realtime-probe --target …/v1/stream --jwt-secret` against the real engine (local
+/// pipeline): a fresh token per run is admitted, every run is measured with the engine's
+/// marks and backend, and a wrong secret is refused (exit 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_probe_over_the_stream_measures_the_local_engine() {
+    const SECRET: &str = "probe-e2e-secret-of-at-least-32-bytes";
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let mut config = local_config(costs.path());
+    config.auth.hs256_secret = Some(engine::config::Secret::new(SECRET));
+    let engine = start(config).await.expect("engine");
+    let url = format!("ws://{}/v1/stream", engine.http_addr);
+    let json = costs.path().join("probe.json");
+
+    let (code, stdout, stderr) = realtime_probe(&[
+        "--target",
+        &url,
+        "--jwt-secret",
+        SECRET,
+        "--runs",
+        "2",
+        "--answer-timeout-ms",
+        "30000",
+        "--expect-backend",
+        "local",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .await;
+    assert!(
+        (0..=2).contains(&code),
+        "a latency verdict, got {code}: {stderr}"
+    );
+    assert!(
+        stdout.starts_with("realtime-probe: 2/2 runs, e2e_ms p50 "),
+        "{stdout}"
+    );
+    assert!(stdout.contains(", backend local → exit "), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for run in report["runs"].as_array().unwrap() {
+        assert_eq!(run["error"], serde_json::Value::Null, "{run}");
+        assert_eq!(run["backend"], "local", "{run}");
+        let e2e = run["e2e_ms"].as_f64().unwrap();
+        let first_audio = run["first_audio_ms"]
+            .as_f64()
+            .expect("the first_audio mark");
+        assert!(
+            run["first_token_ms"].as_f64().is_some(),
+            "the first_token mark: {run}"
+        );
+        // e2e adds the endpointing delay and the way back to the engine's figure.
+        assert!(e2e > first_audio, "{run}");
+        assert!(
+            run["greeting_ms"].as_f64() > Some(0.0),
+            "the greeting was heard: {run}"
+        );
+    }
+
+    let (code, _, stderr) = realtime_probe(&[
+        "--target",
+        &url,
+        "--jwt-secret",
+        "not-the-engine-secret-but-32-bytes-long",
+        "--runs",
+        "1",
+    ])
+    .await;
+    assert_eq!(code, 3);
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+
+    engine.shutdown().await.expect("shutdown");
+    let records = cost_records(costs.path());
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(
+        records.iter().all(|r| r["outcome"] == "caller_hangup"),
+        "{records:?}"
+    );
+}
