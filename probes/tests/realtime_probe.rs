@@ -1040,7 +1040,8 @@ async fn fs_media(
             () = stop.notified() => break,
             () = &mut give_up => break,
             received = socket.recv_from(&mut buf) => {
-                let (n, _) = received.unwrap();
+                // An ICMP error once the probe has gone: the call is over.
+                let Ok((n, _)) = received else { break };
                 let samples: Vec<i16> = buf[..n].chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])).collect();
                 brain.hear(rms(&samples), Instant::now());
             }
