@@ -745,6 +745,9 @@ impl CallTask<'_> {
                             first_audio_ms = ms as u64,
                             "reply started"
                         );
+                        // A turn counts as answered once the caller hears the reply,
+                        // even if they hang up or interrupt before it ends.
+                        self.cost.turn();
                         self.notes.push(CallNote::Mark {
                             name: "first_audio",
                             ms: ms as u64,
@@ -792,7 +795,6 @@ impl CallTask<'_> {
                 }
                 self.turn_boundary().await;
                 self.turns += 1;
-                self.cost.turn();
                 if done.ends_call {
                     self.ending = Some(Outcome::Completed);
                 } else if self.turns >= self.profile.max_turns {
