@@ -1,33 +1,13 @@
 //! The bearer token of each run: a fixed one, or a fresh HS256 JWT per run (the engine
 //! accepts a `jti` once, so a token can never be reused across runs).
 
-use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
-/// A secret that never shows in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// A secret that never shows in `Debug` output or logs (the engine's own type).
+pub use engine::config::Secret;
 
 /// Minting failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +104,7 @@ pub fn mint_hs256(secret: &Secret, claims: &Claims) -> Result<Secret, AuthError>
         claims,
         &EncodingKey::from_secret(secret.expose().as_bytes()),
     )
-    .map(Secret)
+    .map(Secret::new)
     .map_err(|e| AuthError::Mint(e.to_string()))
 }
 
@@ -213,7 +193,7 @@ mod tests {
             ttl: DEFAULT_TTL,
         };
         assert!(matches!(empty.token_for_run(), Err(AuthError::Mint(_))));
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "********");
         assert!(!format!("{fixed:?}").contains("abc"));
     }
 }
