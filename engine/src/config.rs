@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::provider::config::{ConfigError as ProviderConfigError, ProviderConfig};
@@ -46,12 +47,13 @@ impl Serialize for Secret {
 }
 
 /// Listeners and per-process settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Where FreeSWITCH's `socket` application connects (`TOM_ESL_LISTEN`).
     pub esl_listen: SocketAddr,
     /// FreeSWITCH hosts allowed to connect (`TOM_ESL_ALLOW`, comma-separated CIDRs).
+    #[schemars(with = "Vec<String>")]
     pub esl_allow: Vec<IpNet>,
     /// `/metrics`, `/health`, `/ready` (`TOM_HTTP_ADDR`).
     pub http_addr: SocketAddr,
@@ -66,9 +68,11 @@ pub struct ServerConfig {
     pub call_records: bool,
     /// Call-record directory (`TOM_CALL_RECORD_DIR`); unset: beside the cost log.
     pub call_record_dir: Option<PathBuf>,
-    /// Salt for hashing caller numbers (`TOM_PII_SALT`).
+    /// Salt for hashing caller numbers (`TOM_PII_SALT`). The default is a public
+    /// development salt, refused when a listener is beyond loopback: set your own.
+    #[schemars(with = "String")]
     pub pii_salt: Secret,
-    /// On SIGTERM, how long live calls may finish before they are ended.
+    /// On SIGTERM, how long live calls may finish before they are ended (file only).
     pub drain_secs: u64,
 }
 
@@ -83,11 +87,15 @@ impl Default for ServerConfig {
             cost_log_dir: PathBuf::from("data/cost_logs"),
             call_records: true,
             call_record_dir: None,
-            pii_salt: Secret::new("tom-dev-salt"),
+            pii_salt: Secret::new(DEV_PII_SALT),
             drain_secs: 30,
         }
     }
 }
+
+/// The default caller-number salt: public (it is in this source), so hashes made with it
+/// can be reversed by trying numbers. Good for a laptop, refused beyond loopback.
+pub const DEV_PII_SALT: &str = "tom-dev-salt";
 
 fn loopback_v4() -> IpNet {
     IpNet::V4(ipnet::Ipv4Net::new_assert(
@@ -101,7 +109,7 @@ fn loopback_v6() -> IpNet {
 }
 
 /// Which reply generator the local pipeline uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BrainChoice {
     /// Keyword intents → fixed replies (deterministic; the embedded default).
@@ -113,7 +121,7 @@ pub enum BrainChoice {
 }
 
 /// The local pipeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LocalConfig {
     /// Whisper model id from models/models.toml (`TOM_STT_MODEL`).
@@ -150,29 +158,36 @@ impl Default for LocalConfig {
 }
 
 /// Provider settings a file may hold (the key comes from the environment or a file).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Unset fields take the provider client's defaults; the environment wins over the file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderFile {
-    /// `TOM_PROVIDER_URL`.
+    /// WebSocket URL of the realtime endpoint (`TOM_PROVIDER_URL`); unset:
+    /// `wss://api.openai.com/v1/realtime`.
     pub url: Option<String>,
-    /// `TOM_PROVIDER_MODEL`.
+    /// Realtime model, added as `?model=` unless the URL names one (`TOM_PROVIDER_MODEL`);
+    /// unset: `gpt-realtime`.
     pub model: Option<String>,
-    /// `TOM_PROVIDER_KEY_FILE`.
+    /// File holding the API key (`TOM_PROVIDER_KEY_FILE`). The key may instead come from
+    /// `OPENAI_API_KEY` (environment only, never from this file); setting both is refused.
     pub key_file: Option<PathBuf>,
-    /// `TOM_PROVIDER_DIALECT`.
+    /// Session schema, `ga` or `beta` (`TOM_PROVIDER_DIALECT`); unset: `ga`.
     pub dialect: Option<String>,
-    /// `TOM_PROVIDER_AUTH`.
+    /// How the key is sent: `bearer` (OpenAI) or `api-key` (Azure) (`TOM_PROVIDER_AUTH`);
+    /// unset: `bearer`.
     pub auth: Option<String>,
-    /// `TOM_PROVIDER_VOICE`.
+    /// Provider voice (`TOM_PROVIDER_VOICE`); unset: `marin`.
     pub voice: Option<String>,
-    /// `TOM_PROVIDER_TURN_DETECTION`.
+    /// `none` (our endpointer decides turns for both backends) or `server_vad`
+    /// (`TOM_PROVIDER_TURN_DETECTION`); unset: `none`.
     pub turn_detection: Option<String>,
-    /// `TOM_PROVIDER_TRANSCRIPTION`.
+    /// Model transcribing the caller for the transcript, `none` to turn it off
+    /// (`TOM_PROVIDER_TRANSCRIPTION`); unset: `gpt-4o-mini-transcribe`.
     pub transcription: Option<String>,
 }
 
 /// How a call goes: greeting, language, persona, limits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CallProfile {
     /// Played from the phrase cache when the call is answered.
@@ -208,7 +223,7 @@ impl Default for CallProfile {
 }
 
 /// Call profiles: a default and per-DID overrides.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CallsConfig {
     /// For every DID without its own entry.
@@ -228,10 +243,11 @@ impl CallsConfig {
 /// pins the algorithm, the claims checked, and where used token ids are remembered.
 ///
 /// No key means streams are disabled, not open: there is no unauthenticated mode.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Shared secret for HS256, at least 32 bytes (`TOM_JWT_HS256_SECRET`).
+    #[schemars(with = "Option<String>")]
     pub hs256_secret: Option<Secret>,
     /// PEM file with the RSA public key for RS256 (`TOM_JWT_RS256_PUBLIC_KEY_FILE`).
     pub rs256_public_key_file: Option<PathBuf>,
@@ -243,6 +259,7 @@ pub struct AuthConfig {
     pub leeway_secs: u64,
     /// Redis shared by every engine for `jti` replay protection (`REDIS_URL`); unset
     /// keeps used ids in this process only.
+    #[schemars(with = "Option<String>")]
     pub redis_url: Option<RedisUrl>,
     /// Bound on one Redis connect or command: a dead Redis must not hold an upgrade.
     pub redis_timeout_ms: u64,
@@ -344,7 +361,7 @@ impl Serialize for RedisUrl {
 }
 
 /// Everything `tom serve` needs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Listeners and process settings.
@@ -368,7 +385,7 @@ pub struct Config {
 }
 
 /// Limits of the `/v1/stream` WebSocket endpoint (docs/stream.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamConfig {
     /// Messages per second a connection may send (`TOM_RATE_LIMIT_MSGS`); excess closes
@@ -584,6 +601,16 @@ impl Config {
         if self.server.esl_allow.is_empty() {
             return invalid("server.esl_allow", "no FreeSWITCH host could connect");
         }
+        let exposed = [self.server.esl_listen.ip(), self.server.http_addr.ip()]
+            .into_iter()
+            .any(|ip| !ip.is_loopback());
+        if exposed && self.server.pii_salt.expose() == DEV_PII_SALT {
+            return invalid(
+                "server.pii_salt (TOM_PII_SALT)",
+                "the default salt is public and a listener is beyond loopback: set your own \
+                 (e.g. `openssl rand -hex 32`)",
+            );
+        }
         if self.server.max_call_secs == 0 {
             return invalid("server.max_call_secs", "must be at least 1");
         }
@@ -709,6 +736,23 @@ mod tests {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         Config::load_with(file.map(|_| path.as_path()), |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn the_public_dev_salt_is_refused_beyond_loopback() {
+        let err = load(None, &[("TOM_HTTP_ADDR", "0.0.0.0:9090")]).expect_err("dev salt");
+        assert!(err.to_string().contains("TOM_PII_SALT"), "{err}");
+        let err = load(None, &[("TOM_ESL_LISTEN", "10.0.0.5:8084")]).expect_err("dev salt");
+        assert!(err.to_string().contains("TOM_PII_SALT"), "{err}");
+        load(
+            None,
+            &[
+                ("TOM_HTTP_ADDR", "0.0.0.0:9090"),
+                ("TOM_PII_SALT", "a-real-salt"),
+            ],
+        )
+        .expect("own salt");
+        load(None, &[("TOM_HTTP_ADDR", "[::1]:9090")]).expect("loopback");
     }
 
     #[test]

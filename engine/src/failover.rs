@@ -34,9 +34,11 @@ const MAX_BURST: u64 = 100_000;
 // ---------------------------------------------------------------------------------------
 // Settings
 
-/// Failover settings. Field names are the TOML keys of a future `[failover]` section; the
-/// five operator-facing ones also come from the environment ([`Self::from_lookup`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Failover settings: the `[failover]` section of the settings file; the operator-facing
+/// ones also come from the environment ([`Self::from_lookup`]).
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailoverConfig {
     /// The fleet trips when the provider's p95 e2e is over this (`FALLBACK_TRIGGER_MS`);
@@ -84,6 +86,9 @@ pub struct FailoverConfig {
     /// Length of one ramp step, in seconds.
     pub ramp_step_s: u64,
     /// `false` (the default): local only, the provider is never used (`ALLOW_EGRESS`).
+    /// Not a `[failover]` key: the top-level `allow_egress` sets it, so the client and the
+    /// policy can never disagree.
+    #[serde(skip)]
     pub allow_egress: bool,
 }
 

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod bench;
 pub mod call;
 pub mod config;
+pub mod config_reference;
 pub mod failover;
 pub mod fleet;
 pub mod http;

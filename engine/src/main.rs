@@ -37,6 +37,9 @@ enum ConfigAction {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the configuration reference (every setting, its default and environment
+    /// variable) as Markdown: docs/configuration.md is this output.
+    Reference,
 }
 
 #[derive(Subcommand, Debug)]
@@ -313,6 +316,10 @@ async fn run() -> anyhow::Result<()> {
             ConfigAction::Check { config } => {
                 let config = engine::config::Config::load(config.as_deref())?;
                 print!("{}", config.to_masked_toml());
+                Ok(())
+            }
+            ConfigAction::Reference => {
+                print!("{}", engine::config_reference::markdown());
                 Ok(())
             }
         },

@@ -16,7 +16,7 @@ use super::daily_jsonl::{DailyJsonl, JsonlError};
 use crate::backend::{BackendKind, Usage};
 
 /// Informational prices (EUR).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Prices {
     /// Local speech recognition, per minute of processing.
