@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 # whisper.cpp (whisper-rs-sys), llama.cpp (llama-cpp-sys-2) and bindgen. espeak-ng:
 # speech for the endpointing and STT tests (and phonemes for the Piper voice).
 # redis-server: engine/tests/redis_replay.rs runs a real one on loopback (the shared
-# jti replay store of /v1/stream, REDIS_URL).
-APT_PACKAGES=(build-essential pkg-config cmake clang libclang-dev espeak-ng libespeak-ng-dev redis-server)
+# jti replay store of /v1/stream, REDIS_URL). The operators' kit: prometheus (promtool:
+# config, rules and rule tests), libxml2-utils (xmllint on freeswitch-conf/), yamllint
+# and python3-venv (infra/check-deploy.sh), curl (the live /metrics cross-check).
+APT_PACKAGES=(build-essential pkg-config cmake clang libclang-dev espeak-ng libespeak-ng-dev redis-server
+    prometheus libxml2-utils yamllint python3-venv curl)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -32,3 +32,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit, integration, fixture replay, doc tests)"
 cargo test --workspace --locked
+
+step "operators' kit: FreeSWITCH config (xmllint + checks against the recorded config)"
+bash freeswitch-conf/check.sh
+
+step "operators' kit: deployment files (compose, kubernetes, systemd)"
+TOM_BIN="$CARGO_TARGET_DIR/debug/tom" bash infra/check-deploy.sh
+
+step "operators' kit: monitoring (promtool, Grafana) against a live tom serve's /metrics"
+PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s infra/tests
+scripts/live-metrics.sh "$CARGO_TARGET_DIR/debug/tom" bash infra/check-monitoring.sh --metrics-url

@@ -77,6 +77,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
     .await
     .with_context(|| format!("cannot listen for FreeSWITCH on {}", server.esl_listen))?;
+    services.metrics.watch_esl(esl.counters());
     let http = crate::http::bind(server.http_addr)
         .await
         .with_context(|| format!("cannot serve HTTP on {}", server.http_addr))?;

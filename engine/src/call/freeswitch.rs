@@ -6,25 +6,36 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use esl_bridge::connection::Incoming;
+use std::sync::Arc;
+
 use esl_bridge::media::{
-    free_udp_port, MediaFormat, UnicastConfig, UnicastLeg, UnicastReceiver, UnicastSender,
+    free_udp_port, MediaCounters, MediaFormat, UnicastConfig, UnicastLeg, UnicastReceiver,
+    UnicastSender,
 };
 use esl_bridge::outbound::Call;
 
 use super::link::{CallNote, CallerLink, Heard};
 use super::Outcome;
+use crate::telemetry::metrics::Metrics;
 
 /// The caller side of a FreeSWITCH outbound-socket call.
 pub struct FreeswitchLink {
     call: Call,
     rx: UnicastReceiver,
     caller_left: bool,
+    /// The leg's drop and refusal counts go to Prometheus when the call ends.
+    media: Arc<MediaCounters>,
+    metrics: Metrics,
 }
 
 impl FreeswitchLink {
     /// Binds the media leg on `media_ip`, answers and starts unicast; returns the link
     /// and the paced sender of reply audio.
-    pub async fn connect(call: Call, media_ip: IpAddr) -> anyhow::Result<(Self, UnicastSender)> {
+    pub async fn connect(
+        call: Call,
+        media_ip: IpAddr,
+        metrics: Metrics,
+    ) -> anyhow::Result<(Self, UnicastSender)> {
         let format = MediaFormat::l16(call.channel().read_rate)?;
         let fs_side = SocketAddr::new(media_ip, free_udp_port(media_ip)?);
         let mut unicast = UnicastConfig::new(format, fs_side);
@@ -32,12 +43,15 @@ impl FreeswitchLink {
         let leg = UnicastLeg::bind(unicast).await?;
         call.answer().await?;
         call.start_unicast(leg.params()).await?;
+        let media = leg.counters();
         let (rx, tx) = leg.split()?;
         Ok((
             Self {
                 call,
                 rx,
                 caller_left: false,
+                media,
+                metrics,
             },
             tx,
         ))
@@ -77,6 +91,7 @@ impl CallerLink for FreeswitchLink {
     fn note(&mut self, _note: CallNote) {}
 
     async fn close(mut self, outcome: Outcome) {
+        self.metrics.media_leg_ended(self.media.snapshot());
         if !self.caller_left && outcome != Outcome::CallerHangup {
             let cause = if outcome == Outcome::Error {
                 "NORMAL_TEMPORARY_FAILURE"

@@ -110,7 +110,13 @@ pub async fn serve_call(call: Call, services: Arc<Services>) -> Outcome {
     };
     let media_ip = services.config.server.media_ip;
     info!(call_id = %setup.identity.call_id, codec = %channel.read_codec, "FreeSWITCH call");
-    serve(setup, services, FreeswitchLink::connect(call, media_ip)).await
+    let metrics = services.metrics.clone();
+    serve(
+        setup,
+        services,
+        FreeswitchLink::connect(call, media_ip, metrics),
+    )
+    .await
 }
 
 /// Serves one call over any transport: `connect` sets up the caller's link and the

@@ -10,6 +10,11 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use std::sync::{Arc, Mutex};
+
+use esl_bridge::media::MediaCountersSnapshot;
+use esl_bridge::outbound::ServerCounters;
+
 use crate::backend::{BackendKind, ErrorKind, Stage};
 
 /// Latency buckets (ms): fine between 50 and 2000 ms, where the 500/800 ms lines are.
@@ -72,10 +77,41 @@ pub const STREAM_REJECT_REASONS: &[&str] = &[
     "too_big",
 ];
 
+/// Why media frames were dropped (`tom_media_frames_dropped_total{reason}`).
+pub const DROP_REASONS: &[&str] = &[
+    "bad_frame",
+    "stream_overflow",
+    "queue_overflow",
+    "bad_size",
+    "send_error",
+];
+
+/// Error classes per backend that can happen (`tom_backend_errors_total{backend,kind}`).
+const BACKEND_ERROR_SERIES: &[(BackendKind, ErrorKind)] = &[
+    (BackendKind::Provider, ErrorKind::Connect),
+    (BackendKind::Provider, ErrorKind::Timeout),
+    (BackendKind::Provider, ErrorKind::Auth),
+    (BackendKind::Provider, ErrorKind::RateLimit),
+    (BackendKind::Provider, ErrorKind::Server),
+    (BackendKind::Provider, ErrorKind::Protocol),
+    (BackendKind::Provider, ErrorKind::ClosedMidResponse),
+    (BackendKind::Provider, ErrorKind::InvalidRequest),
+    (BackendKind::Local, ErrorKind::Local),
+];
+
+/// The ESL listener's counters and what of them was already exported.
+struct EslSource {
+    counters: Arc<ServerCounters>,
+    exported_bad: u64,
+}
+
 /// Every metric the engine exports.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// The ESL listener's own counters, folded into `tom_bad_input_total{source="esl"}`
+    /// at each scrape (esl-bridge stays free of Prometheus).
+    esl: Arc<Mutex<Option<EslSource>>>,
     /// `tom_realtime_backend{backend}`: 1 on the backend serving new calls.
     pub realtime_backend: IntGaugeVec,
     /// `tom_provider_failover_total{reason}`.
@@ -125,6 +161,7 @@ impl Metrics {
             )
         };
         let metrics = Self {
+            esl: Arc::new(Mutex::new(None)),
             realtime_backend: IntGaugeVec::new(
                 Opts::new("tom_realtime_backend", "1 on the backend serving new calls"),
                 &["backend"],
@@ -246,6 +283,14 @@ impl Metrics {
         for direction in ["in", "out"] {
             let _ = self.media_frames_total.with_label_values(&[direction]);
         }
+        for reason in DROP_REASONS {
+            let _ = self.media_frames_dropped_total.with_label_values(&[reason]);
+        }
+        for (backend, kind) in BACKEND_ERROR_SERIES {
+            let _ = self
+                .backend_errors_total
+                .with_label_values(&[backend.as_str(), kind.as_str()]);
+        }
         for component in COST_COMPONENTS {
             let _ = self.cost_eur_total.with_label_values(&[component]);
         }
@@ -294,8 +339,52 @@ impl Metrics {
             .observe(ms);
     }
 
+    /// Exports the ESL listener's malformed-input counters from now on.
+    pub fn watch_esl(&self, counters: Arc<ServerCounters>) {
+        if let Ok(mut esl) = self.esl.lock() {
+            *esl = Some(EslSource {
+                counters,
+                exported_bad: 0,
+            });
+        }
+    }
+
+    /// Adds what a finished media leg dropped or refused.
+    pub fn media_leg_ended(&self, leg: MediaCountersSnapshot) {
+        let dropped = |reason: &str, n: u64| {
+            self.media_frames_dropped_total
+                .with_label_values(&[reason])
+                .inc_by(n);
+        };
+        dropped("queue_overflow", leg.dropped_overflow);
+        dropped("bad_size", leg.dropped_bad_size);
+        dropped("send_error", leg.send_errors);
+        self.bad_input_total
+            .with_label_values(&["media"])
+            .inc_by(leg.dropped_bad_size + leg.wrong_source);
+    }
+
+    fn sync_esl(&self) {
+        let Ok(mut esl) = self.esl.lock() else {
+            return;
+        };
+        let Some(source) = esl.as_mut() else {
+            return;
+        };
+        let c = &source.counters;
+        let get = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        let bad = get(&c.handshake_failures)
+            + get(&c.connections.malformed_messages)
+            + get(&c.connections.framing_errors);
+        self.bad_input_total
+            .with_label_values(&["esl"])
+            .inc_by(bad.saturating_sub(source.exported_bad));
+        source.exported_bad = source.exported_bad.max(bad);
+    }
+
     /// The text exposition of every metric (what `/metrics` serves).
     pub fn render(&self) -> String {
+        self.sync_esl();
         let mut out = Vec::new();
         // Encoding into a Vec only fails on a malformed metric family, which the
         // registry already refused at registration.
@@ -313,6 +402,61 @@ mod tests {
             .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn esl_and_media_bad_input_is_exported() {
+        let m = Metrics::new().expect("metrics");
+        let text = m.render();
+        for series in [
+            r#"tom_backend_errors_total{backend="local",kind="local"}"#,
+            r#"tom_backend_errors_total{backend="provider",kind="rate_limit"}"#,
+            r#"tom_media_frames_dropped_total{reason="queue_overflow"}"#,
+        ] {
+            assert_eq!(value_of(&text, series), Some(0.0), "{series}");
+        }
+        let esl = Arc::new(ServerCounters::default());
+        m.watch_esl(esl.clone());
+        esl.handshake_failures
+            .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        esl.connections
+            .framing_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let esl_series = r#"tom_bad_input_total{source="esl"}"#;
+        assert_eq!(value_of(&m.render(), esl_series), Some(3.0));
+        // A second scrape adds only what is new.
+        esl.connections
+            .malformed_messages
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(value_of(&m.render(), esl_series), Some(4.0));
+        assert_eq!(value_of(&m.render(), esl_series), Some(4.0));
+
+        m.media_leg_ended(MediaCountersSnapshot {
+            dropped_overflow: 5,
+            dropped_bad_size: 2,
+            wrong_source: 1,
+            send_errors: 3,
+            ..MediaCountersSnapshot::default()
+        });
+        let text = m.render();
+        assert_eq!(
+            value_of(
+                &text,
+                r#"tom_media_frames_dropped_total{reason="queue_overflow"}"#
+            ),
+            Some(5.0)
+        );
+        assert_eq!(
+            value_of(
+                &text,
+                r#"tom_media_frames_dropped_total{reason="send_error"}"#
+            ),
+            Some(3.0)
+        );
+        assert_eq!(
+            value_of(&text, r#"tom_bad_input_total{source="media"}"#),
+            Some(3.0)
+        );
     }
 
     #[test]

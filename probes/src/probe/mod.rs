@@ -41,7 +41,7 @@ use ws_target::StreamTarget;
 pub const DEFAULT_CALLER: &str = "+15550100";
 
 /// The engine's default `TOM_PII_SALT`, so a dev engine's logs show the same hash.
-pub const DEFAULT_PII_SALT: &str = "tom-dev-salt";
+pub const DEFAULT_PII_SALT: &str = engine::config::DEV_PII_SALT;
 
 /// Why one run could not be measured.
 #[derive(Debug, thiserror::Error)]
