@@ -169,7 +169,8 @@ pub struct ProviderFile {
     /// unset: `gpt-realtime`.
     pub model: Option<String>,
     /// File holding the API key (`TOM_PROVIDER_KEY_FILE`). The key may instead come from
-    /// `OPENAI_API_KEY` (environment only, never from this file); setting both is refused.
+    /// `OPENAI_API_KEY` (environment only, never from this file), which wins when both
+    /// are set.
     pub key_file: Option<PathBuf>,
     /// Session schema, `ga` or `beta` (`TOM_PROVIDER_DIALECT`); unset: `ga`.
     pub dialect: Option<String>,
