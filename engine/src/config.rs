@@ -74,6 +74,12 @@ pub struct ServerConfig {
     pub pii_salt: Secret,
     /// On SIGTERM, how long live calls may finish before they are ended (file only).
     pub drain_secs: u64,
+    /// First UDP port FreeSWITCH may be told to bind for a call's unicast stream (file
+    /// only). Keep the range clear of the kernel's ephemeral ports and FreeSWITCH's RTP
+    /// ports: each live call holds one port of it.
+    pub fs_media_port_min: u16,
+    /// Last port of that range (file only).
+    pub fs_media_port_max: u16,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +95,8 @@ impl Default for ServerConfig {
             call_record_dir: None,
             pii_salt: Secret::new(DEV_PII_SALT),
             drain_secs: 30,
+            fs_media_port_min: *esl_bridge::media::DEFAULT_PORT_RANGE.start(),
+            fs_media_port_max: *esl_bridge::media::DEFAULT_PORT_RANGE.end(),
         }
     }
 }
@@ -612,6 +620,11 @@ impl Config {
                  (e.g. `openssl rand -hex 32`)",
             );
         }
+        if let Err(e) = esl_bridge::media::PortPool::new(
+            self.server.fs_media_port_min..=self.server.fs_media_port_max,
+        ) {
+            return invalid("server.fs_media_port_min/max", &e.to_string());
+        }
         if self.server.max_call_secs == 0 {
             return invalid("server.max_call_secs", "must be at least 1");
         }
@@ -737,6 +750,17 @@ mod tests {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         Config::load_with(file.map(|_| path.as_path()), |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn a_bad_freeswitch_media_port_range_is_refused() {
+        for range in [
+            "fs_media_port_min = 5000\nfs_media_port_max = 4000",
+            "fs_media_port_min = 80\nfs_media_port_max = 90",
+        ] {
+            let err = load(Some(&format!("[server]\n{range}\n")), &[]).expect_err(range);
+            assert!(err.to_string().contains("fs_media_port"), "{err}");
+        }
     }
 
     #[test]

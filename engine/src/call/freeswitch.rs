@@ -9,7 +9,7 @@ use esl_bridge::connection::Incoming;
 use std::sync::Arc;
 
 use esl_bridge::media::{
-    free_udp_port, MediaCounters, MediaFormat, UnicastConfig, UnicastLeg, UnicastReceiver,
+    MediaCounters, MediaFormat, PortLease, PortPool, UnicastConfig, UnicastLeg, UnicastReceiver,
     UnicastSender,
 };
 use esl_bridge::outbound::Call;
@@ -26,6 +26,8 @@ pub struct FreeswitchLink {
     /// The leg's drop and refusal counts go to Prometheus when the call ends.
     media: Arc<MediaCounters>,
     metrics: Metrics,
+    /// FreeSWITCH's unicast port, held until the call is over.
+    _fs_port: PortLease,
 }
 
 impl FreeswitchLink {
@@ -34,10 +36,12 @@ impl FreeswitchLink {
     pub async fn connect(
         call: Call,
         media_ip: IpAddr,
+        fs_ports: &PortPool,
         metrics: Metrics,
     ) -> anyhow::Result<(Self, UnicastSender)> {
         let format = MediaFormat::l16(call.channel().read_rate)?;
-        let fs_side = SocketAddr::new(media_ip, free_udp_port(media_ip)?);
+        let fs_port = fs_ports.lease(media_ip)?;
+        let fs_side = SocketAddr::new(media_ip, fs_port.port());
         let mut unicast = UnicastConfig::new(format, fs_side);
         unicast.bind = SocketAddr::new(media_ip, 0);
         let leg = UnicastLeg::bind(unicast).await?;
@@ -52,6 +56,7 @@ impl FreeswitchLink {
                 caller_left: false,
                 media,
                 metrics,
+                _fs_port: fs_port,
             },
             tx,
         ))

@@ -111,10 +111,11 @@ pub async fn serve_call(call: Call, services: Arc<Services>) -> Outcome {
     let media_ip = services.config.server.media_ip;
     info!(call_id = %setup.identity.call_id, codec = %channel.read_codec, "FreeSWITCH call");
     let metrics = services.metrics.clone();
+    let ports = services.fs_media_ports.clone();
     serve(
         setup,
         services,
-        FreeswitchLink::connect(call, media_ip, metrics),
+        FreeswitchLink::connect(call, media_ip, &ports, metrics),
     )
     .await
 }

@@ -100,6 +100,8 @@ pub struct Services {
     /// Who may open a stream. Loading leaves streams disabled; `tom serve` sets the
     /// configured one (it needs the runtime for Redis).
     pub auth: Authenticator,
+    /// FreeSWITCH's unicast ports, one per live FreeSWITCH call.
+    pub fs_media_ports: esl_bridge::media::PortPool,
     draining: tokio::sync::watch::Sender<bool>,
     end_calls: tokio::sync::watch::Sender<bool>,
 }
@@ -243,6 +245,9 @@ impl Services {
             .map_or(0, |d| d.as_nanos() as u64);
         let policy = FailoverPolicy::new(config.failover.clone(), seed)?;
         let fleet = Fleet::new(policy, metrics.clone());
+        let fs_media_ports = esl_bridge::media::PortPool::new(
+            config.server.fs_media_port_min..=config.server.fs_media_port_max,
+        )?;
         Ok(Self {
             config,
             metrics,
@@ -256,6 +261,7 @@ impl Services {
             fleet,
             streams: tokio_util::task::TaskTracker::new(),
             auth: Authenticator::new(None, ReplayStore::Memory(MemoryStore::new(1))),
+            fs_media_ports,
             draining: tokio::sync::watch::channel(false).0,
             end_calls: tokio::sync::watch::channel(false).0,
         })

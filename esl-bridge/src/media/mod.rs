@@ -11,7 +11,8 @@
 //! * [`UnicastSender`] queues bot audio in a bounded, drop-oldest queue that one task
 //!   drains on a real-time [`Pacer`] schedule, with an instant [`UnicastSender::flush`]
 //!   for barge-in;
-//! * [`MediaCounters`] counts frames in/out, late sends, drops and strangers.
+//! * [`MediaCounters`] counts frames in/out, late sends, drops and strangers;
+//! * [`PortPool`] leases FreeSWITCH's side a port no other live call holds.
 //!
 //! Formats, from the recorded captures: L16 little-endian at the channel's codec rate
 //! (PCMU/PCMA 8 kHz = 320 B, G722 16 kHz = 640 B, OPUS 48 kHz = 1920 B per frame), or the
@@ -25,6 +26,7 @@ mod counters;
 mod format;
 mod leg;
 mod pacer;
+mod ports;
 mod ring;
 mod sender;
 
@@ -36,6 +38,7 @@ pub use leg::{
     free_udp_port, InboundFrame, UnicastConfig, UnicastLeg, UnicastReceiver, DEFAULT_QUEUE_FRAMES,
 };
 pub use pacer::{Pacer, PacerPoll};
+pub use ports::{PortLease, PortPool, DEFAULT_PORT_RANGE};
 pub use sender::{DatagramSink, PushOutcome, UnicastSender};
 
 /// Errors of the media leg.
