@@ -283,6 +283,54 @@ async fn the_provider_answers_and_a_failure_mid_reply_moves_the_call_to_local() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_provider_response_is_answered_locally_and_counted_once() {
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let key = costs.path().join("key");
+    std::fs::write(&key, KEY).unwrap();
+    // Every response fails: an `error` event (server_error) where the audio would be,
+    // then `response.done` with status `failed`, and no audio at all.
+    let sim = sim(Faults {
+        first_audio_ms: 100,
+        error_rate: 1.0,
+        ..Faults::default()
+    })
+    .await;
+    let engine = start(provider_config(&costs.path().join("costs"), &sim, &key))
+        .await
+        .expect("engine");
+    let call = call(&engine).await;
+    // Without the switch the caller waits in silence: the failed response ends the turn.
+    ask(&call).await;
+    assert!(call.hangup_state().is_none(), "the call was dropped");
+    assert_eq!(
+        metric(&engine, r#"tom_realtime_e2e_ms_count{backend="local"}"#),
+        1.0,
+        "the turn was answered locally"
+    );
+    // One failed response is one error (the `error` event and the failed `response.done`
+    // are the same failure), so the fleet's error burst counts responses, not events.
+    assert_eq!(
+        metric(
+            &engine,
+            r#"tom_backend_errors_total{backend="provider",kind="server"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &engine,
+            r#"tom_provider_failover_total{reason="provider_failed_mid_call"}"#
+        ),
+        1.0
+    );
+    call.hangup().await.expect("hangup");
+    engine.shutdown().await.expect("shutdown");
+    let records = cost_records(&costs.path().join("costs"));
+    assert_eq!(records[0]["turns"], 1, "{records:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_provider_trips_the_fleet_and_healthy_probes_bring_it_back() {
     let _serial = serial().await;
     let costs = tempfile::tempdir().unwrap();

@@ -812,7 +812,19 @@ impl CallTask<'_> {
             }
             SessionEvent::SpeechStarted | SessionEvent::SpeechStopped => {}
             SessionEvent::Error(e) => {
-                if e.fatal {
+                // A provider error before the turn's first audio leaves the caller
+                // waiting for a reply that will not come (the failed response ends the
+                // turn without audio): answer it locally now, as for a hard failure.
+                // (Not for a refused request, e.g. a late truncate: that says nothing
+                // about this turn's response.)
+                let unanswered = self.turn.as_ref().is_some_and(|t| t.first_audio.is_none());
+                let response_failed = matches!(
+                    e.kind,
+                    ErrorKind::Server | ErrorKind::RateLimit | ErrorKind::Timeout | ErrorKind::Auth
+                );
+                if e.fatal
+                    || (e.backend == BackendKind::Provider && unanswered && response_failed)
+                {
                     // Counted (metric, fleet) where the switch happens.
                     self.backend_failed(e).await;
                 } else {
@@ -820,7 +832,9 @@ impl CallTask<'_> {
                     if e.backend == BackendKind::Provider {
                         self.services.fleet.record_error(e.backend, e.kind);
                     }
-                    debug!(error = %e, "backend error");
+                    // One line per failed turn: under saturation this is what tells the
+                    // operator which calls heard an apology instead of an answer.
+                    warn!(error = %e, kind = e.kind.as_str(), "backend error");
                     if e.backend == BackendKind::Local && self.turn.is_some() {
                         self.say_in_english(services::APOLOGY);
                     }

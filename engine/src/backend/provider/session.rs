@@ -230,6 +230,9 @@ struct ActiveResponse {
     audio_bytes: u64,
     /// We cancelled it: its remaining deltas are dropped.
     cancelled: bool,
+    /// An `error` event already reported its failure: a `response.done` with status
+    /// `failed` that follows is the same failure, not a second one.
+    error_reported: bool,
 }
 
 struct SessionTask {
@@ -480,6 +483,7 @@ impl SessionTask {
                     item_id: None,
                     audio_bytes: 0,
                     cancelled: false,
+                    error_reported: false,
                 });
                 Ok(())
             }
@@ -565,8 +569,10 @@ impl SessionTask {
         self.awaiting_response = false;
         self.deadline = None;
         let ours = self.response.take();
-        let cancelled = response.status == "cancelled" || ours.is_some_and(|r| r.cancelled);
-        if response.status == "failed" {
+        let cancelled =
+            response.status == "cancelled" || ours.as_ref().is_some_and(|r| r.cancelled);
+        let already_reported = ours.as_ref().is_some_and(|r| r.error_reported);
+        if response.status == "failed" && !already_reported {
             let detail = response
                 .status_details
                 .as_ref()
@@ -598,6 +604,9 @@ impl SessionTask {
         let error = classify_error(&detail);
         if error.fatal {
             return Err(Stop::Failed(error));
+        }
+        if let Some(active) = self.response.as_mut() {
+            active.error_reported = true;
         }
         self.emit(SessionEvent::Error(error)).await
     }
