@@ -822,8 +822,7 @@ impl CallTask<'_> {
                     e.kind,
                     ErrorKind::Server | ErrorKind::RateLimit | ErrorKind::Timeout | ErrorKind::Auth
                 );
-                if e.fatal
-                    || (e.backend == BackendKind::Provider && unanswered && response_failed)
+                if e.fatal || (e.backend == BackendKind::Provider && unanswered && response_failed)
                 {
                     // Counted (metric, fleet) where the switch happens.
                     self.backend_failed(e).await;
