@@ -471,7 +471,7 @@ impl CallTask<'_> {
     }
 
     fn count_failover(&mut self, reason: &FailoverReason, e: &SessionError) {
-        warn!(error = %e, reason = reason.as_str(), %reason, "provider unusable: this call continues on the local backend");
+        warn!(error = %e, reason = reason.as_str(), detail = %reason, "provider unusable: this call continues on the local backend");
         self.services.metrics.backend_error(e.backend, e.kind);
         self.services
             .metrics
@@ -878,7 +878,7 @@ impl CallTask<'_> {
 
     /// The call leaves the provider for good (slow turns), at a turn boundary.
     async fn move_to_local(&mut self, reason: &FailoverReason) {
-        warn!(reason = reason.as_str(), %reason, "this call moves to the local backend");
+        warn!(reason = reason.as_str(), detail = %reason, "this call moves to the local backend");
         self.services
             .metrics
             .provider_failover_total
@@ -982,7 +982,7 @@ impl CallTask<'_> {
             CallDecision::Stay => return,
             CallDecision::AnswerTurnLocally(reason) | CallDecision::MoveToLocal(reason) => reason,
         };
-        warn!(reason = reason.as_str(), %reason, "provider missed the first-audio deadline: this turn is answered locally");
+        warn!(reason = reason.as_str(), detail = %reason, "provider missed the first-audio deadline: this turn is answered locally");
         self.services.fleet.record_turn(
             BackendKind::Provider,
             now.saturating_duration_since(Instant::from_std(turn.utterance.end_of_speech)),
