@@ -51,6 +51,16 @@ fn provider_config(costs: &Path, sim: &SimHandle, key_file: &Path) -> Config {
     config
 }
 
+/// A sim with `faults`, a key file for it in `dir`, and the config of an engine that uses
+/// the sim as its provider (costs in `dir/costs`).
+async fn provider_setup(dir: &Path, faults: Faults) -> (SimHandle, Config) {
+    let key = dir.join("key");
+    std::fs::write(&key, KEY).unwrap();
+    let sim = sim(faults).await;
+    let config = provider_config(&dir.join("costs"), &sim, &key);
+    (sim, config)
+}
+
 async fn sim(faults: Faults) -> SimHandle {
     ProviderSim::start(SimConfig {
         faults,
@@ -211,16 +221,15 @@ async fn a_local_call_is_answered_and_recorded() {
 async fn the_provider_answers_and_a_failure_mid_reply_moves_the_call_to_local() {
     let _serial = serial().await;
     let costs = tempfile::tempdir().unwrap();
-    let key = costs.path().join("key");
-    std::fs::write(&key, KEY).unwrap();
-    let sim = sim(Faults {
-        first_audio_ms: 100,
-        ..Faults::default()
-    })
+    let (sim, config) = provider_setup(
+        costs.path(),
+        Faults {
+            first_audio_ms: 100,
+            ..Faults::default()
+        },
+    )
     .await;
-    let engine = start(provider_config(&costs.path().join("costs"), &sim, &key))
-        .await
-        .expect("engine");
+    let engine = start(config).await.expect("engine");
     assert_eq!(
         metric(&engine, r#"tom_realtime_backend{backend="provider"}"#),
         1.0
@@ -286,19 +295,18 @@ async fn the_provider_answers_and_a_failure_mid_reply_moves_the_call_to_local() 
 async fn a_failed_provider_response_is_answered_locally_and_counted_once() {
     let _serial = serial().await;
     let costs = tempfile::tempdir().unwrap();
-    let key = costs.path().join("key");
-    std::fs::write(&key, KEY).unwrap();
     // Every response fails: an `error` event (server_error) where the audio would be,
     // then `response.done` with status `failed`, and no audio at all.
-    let sim = sim(Faults {
-        first_audio_ms: 100,
-        error_rate: 1.0,
-        ..Faults::default()
-    })
+    let (_sim, config) = provider_setup(
+        costs.path(),
+        Faults {
+            first_audio_ms: 100,
+            error_rate: 1.0,
+            ..Faults::default()
+        },
+    )
     .await;
-    let engine = start(provider_config(&costs.path().join("costs"), &sim, &key))
-        .await
-        .expect("engine");
+    let engine = start(config).await.expect("engine");
     let call = call(&engine).await;
     // Without the switch the caller waits in silence: the failed response ends the turn.
     ask(&call).await;
@@ -334,14 +342,14 @@ async fn a_failed_provider_response_is_answered_locally_and_counted_once() {
 async fn a_slow_provider_trips_the_fleet_and_healthy_probes_bring_it_back() {
     let _serial = serial().await;
     let costs = tempfile::tempdir().unwrap();
-    let key = costs.path().join("key");
-    std::fs::write(&key, KEY).unwrap();
-    let sim = sim(Faults {
-        first_audio_ms: 1500,
-        ..Faults::default()
-    })
+    let (sim, mut config) = provider_setup(
+        costs.path(),
+        Faults {
+            first_audio_ms: 1500,
+            ..Faults::default()
+        },
+    )
     .await;
-    let mut config = provider_config(&costs.path().join("costs"), &sim, &key);
     config.failover.min_turns = 2;
     config.failover.cooldown_s = 1;
     config.failover.cooldown_max_s = 2;
