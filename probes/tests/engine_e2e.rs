@@ -468,6 +468,12 @@ async fn sigterm_drains_ready_fails_and_new_callers_hear_a_polite_message() {
     let ready = format!("http://{}/ready", engine.http_addr);
     assert_eq!(reqwest::get(&ready).await.unwrap().status(), 200);
     let live = call(&engine).await;
+    // Live means in conversation: its greeting is playing. (Unicast alone can precede the
+    // call task's first look at the draining flag, and a call that looks after SIGTERM is
+    // refused like a late one.)
+    live.wait_for_reply_after(tokio::time::Instant::now() - Duration::from_secs(1), LIMIT)
+        .await
+        .expect("greeting");
     let services = engine.services.clone();
     let (http, esl) = (engine.http_addr, engine.esl_addr);
     let stopping = tokio::spawn(engine.shutdown());
