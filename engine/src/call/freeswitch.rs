@@ -6,11 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use esl_bridge::connection::Incoming;
-use std::sync::Arc;
-
 use esl_bridge::media::{
-    MediaCounters, MediaFormat, PortLease, PortPool, UnicastConfig, UnicastLeg, UnicastReceiver,
-    UnicastSender,
+    MediaFormat, PortLease, PortPool, UnicastConfig, UnicastLeg, UnicastReceiver, UnicastSender,
 };
 use esl_bridge::outbound::Call;
 
@@ -23,8 +20,7 @@ pub struct FreeswitchLink {
     call: Call,
     rx: UnicastReceiver,
     caller_left: bool,
-    /// The leg's drop and refusal counts go to Prometheus when the call ends.
-    media: Arc<MediaCounters>,
+    /// The leg's drop and refusal counts go here when the call ends.
     metrics: Metrics,
     /// FreeSWITCH's unicast port, held until the call is over.
     _fs_port: PortLease,
@@ -47,14 +43,12 @@ impl FreeswitchLink {
         let leg = UnicastLeg::bind(unicast).await?;
         call.answer().await?;
         call.start_unicast(leg.params()).await?;
-        let media = leg.counters();
         let (rx, tx) = leg.split()?;
         Ok((
             Self {
                 call,
                 rx,
                 caller_left: false,
-                media,
                 metrics,
                 _fs_port: fs_port,
             },
@@ -96,7 +90,7 @@ impl CallerLink for FreeswitchLink {
     fn note(&mut self, _note: CallNote) {}
 
     async fn close(mut self, outcome: Outcome) {
-        self.metrics.media_leg_ended(self.media.snapshot());
+        self.metrics.media_leg_ended(self.rx.counters().snapshot());
         if !self.caller_left && outcome != Outcome::CallerHangup {
             let cause = if outcome == Outcome::Error {
                 "NORMAL_TEMPORARY_FAILURE"
