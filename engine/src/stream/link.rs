@@ -26,6 +26,9 @@ pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 /// Caller audio buffered ahead of the call task before the oldest is dropped.
 const MAX_BUFFERED: Duration = Duration::from_secs(2);
 
+/// How long the server waits for its close to go out and for the client's close in reply.
+const CLOSING_HANDSHAKE: Duration = Duration::from_secs(2);
+
 /// The caller side of a stream.
 pub struct StreamLink {
     incoming: SplitStream<WebSocket>,
@@ -171,13 +174,35 @@ impl CallerLink for StreamLink {
             })))
             .await;
         drop(self.outgoing);
-        let mut writer = self.writer;
-        if tokio::time::timeout(Duration::from_secs(2), &mut writer)
-            .await
-            .is_err()
-        {
-            writer.abort();
+        finish_closing(self.incoming, self.writer).await;
+    }
+}
+
+/// The server's half of the RFC 6455 closing handshake, once its close is queued: let the
+/// writer send it, and read (discarding) until the client's close or the end of the
+/// stream. Dropping the socket while the client still sends makes the kernel reset the
+/// connection, and a reset can discard the close frame (and its code) before the client
+/// reads it; a client flooding the stream would then never learn why it was closed.
+pub(crate) async fn finish_closing(
+    mut incoming: SplitStream<WebSocket>,
+    mut writer: JoinHandle<()>,
+) {
+    let client_closed = async {
+        while let Some(Ok(message)) = incoming.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
         }
+    };
+    let handshake = async {
+        let _ = tokio::join!(&mut writer, client_closed);
+    };
+    if tokio::time::timeout(CLOSING_HANDSHAKE, handshake)
+        .await
+        .is_err()
+    {
+        debug!("stream closing handshake not completed in time");
+        writer.abort();
     }
 }
 

@@ -22,7 +22,10 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::auth::Refusal;
 use crate::call::{self, CallNote, CallSetup, Services};
 use crate::telemetry::call_record::CallIdentity;
-use link::{audio_sink, is_too_big, limiter, write_all, StreamLink, CLOSE_POLICY, CLOSE_TOO_BIG};
+use link::{
+    audio_sink, finish_closing, is_too_big, limiter, write_all, StreamLink, CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+};
 use protocol::{parse_start, ProtocolError, Start};
 
 /// How long a client has to send `start` after the upgrade.
@@ -134,7 +137,7 @@ async fn serve_stream(socket: WebSocket, services: Arc<Services>) {
                         .await;
                 }
                 drop(outgoing);
-                let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+                finish_closing(incoming, writer).await;
                 return;
             }
         };
