@@ -11,6 +11,12 @@
 //! - [`CallPolicy`], one per call, owned by the call task: first-audio deadline, slow
 //!   turns, hard failures, and when a call that left the provider may go back.
 //!
+//! Every latency here is the backend's response time: from the end of the caller's turn
+//! (the endpointer's decision, when the turn is committed) to the first reply audio.
+//! Turns, probes and the per-call rules use that one yardstick, so the trip and recovery
+//! thresholds compare like with like and do not move when the endpointer's hangover is
+//! tuned; the caller's e2e adds the hangover (docs/decisions/0008-failover-yardstick.md).
+//!
 //! Thresholds compare strictly: the fleet trips when p95 is *over* `trip_ms` (800 ms
 //! exactly does not trip) and a probe is healthy when *below* `recover_ms` (600 ms
 //! exactly is not healthy). Time windows are half-open: an event exactly `window` old
@@ -41,10 +47,11 @@ const MAX_BURST: u64 = 100_000;
 )]
 #[serde(default, deny_unknown_fields)]
 pub struct FailoverConfig {
-    /// The fleet trips when the provider's p95 e2e is over this (`FALLBACK_TRIGGER_MS`);
-    /// also the per-call "slow turn" threshold for first audio.
+    /// The fleet trips when the provider's p95 response time (end of turn → first reply
+    /// audio) is over this (`FALLBACK_TRIGGER_MS`); also the per-call "slow turn"
+    /// threshold.
     pub trip_ms: u64,
-    /// A probe is healthy below this. `None` = 3/4 of `trip_ms` (600 for 800), so an
+    /// A probe is healthy when its response time is below this. `None` = 3/4 of `trip_ms` (600 for 800), so an
     /// operator who moves the trigger keeps a hysteresis gap without a second setting.
     pub recover_ms: Option<u64>,
     /// Sliding window of provider turns for the fleet p95, in seconds.
@@ -69,7 +76,8 @@ pub struct FailoverConfig {
     pub cooldown_jitter_pct: u32,
     /// Consecutive provider connect failures that trip the fleet at once.
     pub connect_failures_to_trip: u32,
-    /// A provider turn with no audio this long after end of speech is answered locally.
+    /// A provider turn with no audio this long after the end of the turn is answered
+    /// locally.
     pub first_audio_deadline_ms: u64,
     /// Consecutive slow provider turns that move a call to local.
     pub slow_turns_to_move_call: u32,
@@ -449,7 +457,7 @@ impl std::fmt::Display for FailoverReason {
                 window_s,
             } => write!(
                 f,
-                "provider p95 e2e {p95_ms} ms > {trip_ms} ms over {turns} turns in the last {window_s} s"
+                "provider p95 response {p95_ms} ms > {trip_ms} ms over {turns} turns in the last {window_s} s"
             ),
             Self::Errors {
                 errors,
@@ -774,8 +782,8 @@ impl FailoverPolicy {
         self.transitions.pop_front()
     }
 
-    /// A provider or local turn finished; `latency` is its e2e as the engine sees it
-    /// (first audio + endpointing delay). Only provider turns while closed count.
+    /// A provider or local turn finished; `latency` is its response time (end of turn →
+    /// first reply audio). Only provider turns while closed count.
     pub fn record_turn(&mut self, now: Instant, backend: BackendKind, latency: Duration) {
         let now = self.advance(now);
         if self.state != FleetState::Closed || backend != BackendKind::Provider {
@@ -1189,7 +1197,7 @@ pub enum CallDecision {
 
 #[derive(Debug, Clone, Copy)]
 struct OpenTurn {
-    end_of_speech: Instant,
+    end_of_turn: Instant,
     deadline_missed: bool,
 }
 
@@ -1243,20 +1251,20 @@ impl CallPolicy {
         self.slow_streak
     }
 
-    /// The caller's turn ended at `end_of_speech` (committed); a reply is owed.
-    pub fn turn_started(&mut self, end_of_speech: Instant) {
+    /// The caller's turn ended (was committed) at `end_of_turn`; a reply is owed.
+    pub fn turn_started(&mut self, end_of_turn: Instant) {
         self.turn = Some(OpenTurn {
-            end_of_speech,
+            end_of_turn,
             deadline_missed: false,
         });
     }
 
-    /// When the provider's first audio for the open turn is due (end of speech +
+    /// When the provider's first audio for the open turn is due (end of turn +
     /// `first_audio_deadline_ms`); `None` on local, between turns, or once missed.
     pub fn first_audio_due(&self) -> Option<Instant> {
         match (self.backend, self.turn) {
             (BackendKind::Provider, Some(turn)) if !turn.deadline_missed => {
-                Some(later(turn.end_of_speech, self.deadline))
+                Some(later(turn.end_of_turn, self.deadline))
             }
             _ => None,
         }
@@ -1284,13 +1292,13 @@ impl CallPolicy {
         }
     }
 
-    /// The turn is over (its reply done or cancelled): `backend` answered it, with first
-    /// audio after `first_audio` (`None`: no audio, e.g. barge-in before the reply).
-    /// This is a turn boundary.
+    /// The turn is over (its reply done or cancelled): `backend` answered it, its first
+    /// audio `response` after the end of the turn (`None`: no audio, e.g. barge-in
+    /// before the reply). This is a turn boundary.
     pub fn turn_finished(
         &mut self,
         backend: BackendKind,
-        first_audio: Option<Duration>,
+        response: Option<Duration>,
     ) -> CallDecision {
         let turn = self.turn.take();
         let counted_already = turn.is_some_and(|t| t.deadline_missed);
@@ -1300,7 +1308,7 @@ impl CallPolicy {
         {
             return CallDecision::Stay;
         }
-        match first_audio.map(millis) {
+        match response.map(millis) {
             Some(ms) if ms > self.trip_ms => self.slow_turn(ms).unwrap_or(CallDecision::Stay),
             Some(_) => {
                 self.slow_streak = 0;
@@ -2384,7 +2392,7 @@ mod tests {
         assert_eq!(reason.as_str(), "latency");
         assert_eq!(
             detail,
-            "provider p95 e2e 950 ms > 800 ms over 20 turns in the last 60 s"
+            "provider p95 response 950 ms > 800 ms over 20 turns in the last 60 s"
         );
         assert_eq!(p.backend_for_new_call(tripped).backend, L);
         // 10:10:38: half-open; probe 450 ms (healthy), 10:10:43: 700 ms (not below 600).
@@ -2526,7 +2534,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_audio_deadline_is_1200_ms_after_end_of_speech() {
+    fn the_first_audio_deadline_is_1200_ms_after_the_end_of_the_turn() {
         let t0 = Instant::now();
         let mut c = call(P);
         assert_eq!(c.first_audio_due(), None, "between turns");

@@ -164,7 +164,8 @@ impl Fleet {
         self.inner.live.subscribe()
     }
 
-    /// A turn answered by `backend` with first audio after `latency`.
+    /// A turn answered by `backend`, its first reply audio `latency` after the end of
+    /// the turn.
     pub fn record_turn(&self, backend: BackendKind, latency: Duration) {
         self.with_policy(|p| p.record_turn(now(), backend, latency));
     }

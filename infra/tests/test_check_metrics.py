@@ -38,7 +38,7 @@ spec.loader.exec_module(check_metrics)
 LATENCY_BUCKETS_MS = [25, 50, 75, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600, 700,
                       800, 900, 1000, 1200, 1500, 2000, 3000, 5000]
 BACKENDS = ["provider", "local"]
-STAGES = ["stt_ms", "llm_first_token_ms", "tts_first_audio_ms"]
+STAGES = ["endpoint_ms", "stt_ms", "llm_first_token_ms", "tts_first_audio_ms"]
 FAILOVER_REASONS = ["latency", "errors", "connect", "auth", "rate_limit",
                     "first_audio_deadline", "slow_turns", "provider_failed_mid_call"]
 CALL_OUTCOMES = ["completed", "caller_hangup", "max_turns", "max_duration", "error",

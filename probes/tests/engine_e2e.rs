@@ -107,9 +107,13 @@ async fn call(engine: &Running) -> DoubleCall {
 
 /// Lets the greeting play out, then asks; returns the e2e of the answer.
 async fn ask(call: &DoubleCall) -> Duration {
-    call.play_silence(Duration::from_millis(4500))
-        .await
-        .expect("silence");
+    ask_after(call, Duration::from_millis(4500)).await
+}
+
+/// `silence` (the greeting or the last reply plays out meanwhile), then the question;
+/// the e2e the caller heard.
+async fn ask_after(call: &DoubleCall, silence: Duration) -> Duration {
+    call.play_silence(silence).await.expect("silence");
     let spoke = call.play(question()).await.expect("question");
     call.play_silence(Duration::from_millis(100))
         .await
@@ -338,6 +342,54 @@ async fn a_failed_provider_response_is_answered_locally_and_counted_once() {
     assert_eq!(records[0]["turns"], 1, "{records:?}");
 }
 
+/// A provider answering 300 ms after the turn is committed (provider-sim's default)
+/// keeps the call turn after turn. The caller's e2e is over the 800 ms trigger, because
+/// it includes the endpointer's 500 ms hangover, but the failover rules judge the
+/// provider's own response time (docs/decisions/0008-failover-yardstick.md); judged on
+/// e2e, every call would leave this provider at its second turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_answering_in_time_keeps_its_calls_turn_after_turn() {
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let (_sim, mut config) = provider_setup(costs.path(), Faults::default()).await;
+    config.failover.min_turns = 2;
+    let engine = start(config).await.expect("engine");
+    let call = call(&engine).await;
+    let mut heard = vec![ask(&call).await];
+    for _ in 0..2 {
+        heard.push(ask_after(&call, Duration::from_millis(3000)).await);
+    }
+    eprintln!("e2e heard by the caller: {heard:?}");
+    assert_eq!(
+        metric(&engine, r#"tom_realtime_e2e_ms_count{backend="provider"}"#),
+        3.0,
+        "every turn was the provider's"
+    );
+    assert_eq!(
+        metric(&engine, r#"tom_realtime_e2e_ms_count{backend="local"}"#),
+        0.0
+    );
+    for reason in ["slow_turns", "latency", "first_audio_deadline"] {
+        assert_eq!(
+            metric(
+                &engine,
+                &format!(r#"tom_provider_failover_total{{reason="{reason}"}}"#)
+            ),
+            0.0,
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        metric(&engine, r#"tom_realtime_backend{backend="provider"}"#),
+        1.0
+    );
+    call.hangup().await.expect("hangup");
+    engine.shutdown().await.expect("shutdown");
+    let records = cost_records(&costs.path().join("costs"));
+    assert_eq!(records[0]["turns"], 3, "{records:?}");
+    assert_eq!(records[0]["backend"], "provider", "{records:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_provider_trips_the_fleet_and_healthy_probes_bring_it_back() {
     let _serial = serial().await;
@@ -371,14 +423,7 @@ async fn a_slow_provider_trips_the_fleet_and_healthy_probes_bring_it_back() {
         ),
         1.0
     );
-    call.play_silence(Duration::from_millis(3000))
-        .await
-        .unwrap();
-    let spoke = call.play(question()).await.expect("question");
-    call.play_silence(Duration::from_millis(100)).await.unwrap();
-    call.wait_for_reply_after(spoke, LIMIT)
-        .await
-        .expect("reply");
+    ask_after(&call, Duration::from_millis(3000)).await;
     tokio::time::timeout(LIMIT, live.wait_for(|b| *b == BackendKind::Local))
         .await
         .expect("fleet tripped in time")

@@ -63,6 +63,9 @@ pub struct SessionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    /// End of speech → end of turn: the silence the endpointer waited for before it
+    /// handed the turn to the backend (recorded by the call, for both backends).
+    Endpoint,
     /// End of speech → final caller text.
     Stt,
     /// Caller text → first reply token.
@@ -75,6 +78,7 @@ impl Stage {
     /// The `stage` label of `tom_stage_latency_ms`.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Endpoint => "endpoint_ms",
             Self::Stt => "stt_ms",
             Self::LlmFirstToken => "llm_first_token_ms",
             Self::TtsFirstAudio => "tts_first_audio_ms",
@@ -227,6 +231,14 @@ pub struct Utterance {
     pub voiced: Duration,
     /// Audio pushed after the last voiced frame (silence so far).
     pub trailing: Duration,
+}
+
+impl Utterance {
+    /// When the turn was handed to the backend: the endpointer's decision, `trailing`
+    /// after the last voiced frame. The backend's response time counts from here.
+    pub fn end_of_turn(&self) -> Instant {
+        self.end_of_speech + self.trailing
+    }
 }
 
 /// One live conversation with a backend, driven by the call loop.

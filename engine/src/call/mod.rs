@@ -592,7 +592,12 @@ impl CallTask<'_> {
             first_audio: None,
             filled: false,
         });
-        self.policy.turn_started(utterance.end_of_speech);
+        self.policy.turn_started(utterance.end_of_turn());
+        self.services.metrics.stage(
+            Stage::Endpoint,
+            self.backend(),
+            utterance.trailing.as_secs_f64() * 1e3,
+        );
         self.reply_text.clear();
         self.notes.push(CallNote::TurnEnd {
             voiced_ms: utterance.voiced.as_millis() as u64,
@@ -744,9 +749,12 @@ impl CallTask<'_> {
                         let eos = Instant::from_std(turn.utterance.end_of_speech);
                         let ms = now.saturating_duration_since(eos).as_secs_f64() * 1e3;
                         self.services.metrics.e2e(backend, ms);
+                        // The fleet judges the backend's response, not the caller's
+                        // endpointing wait (docs/decisions/0008-failover-yardstick.md).
+                        let end_of_turn = Instant::from_std(turn.utterance.end_of_turn());
                         self.services
                             .fleet
-                            .record_turn(backend, now.saturating_duration_since(eos));
+                            .record_turn(backend, now.saturating_duration_since(end_of_turn));
                         info!(
                             backend = backend.as_str(),
                             first_audio_ms = ms as u64,
@@ -776,6 +784,7 @@ impl CallTask<'_> {
                     Stage::Stt => self.cost.add_stt(took),
                     Stage::LlmFirstToken => self.cost.add_llm(took),
                     Stage::TtsFirstAudio => self.cost.add_tts(took),
+                    Stage::Endpoint => {}
                 }
             }
             SessionEvent::ReplyDone(done) => {
@@ -789,14 +798,14 @@ impl CallTask<'_> {
                     return;
                 }
                 self.remember_reply(false);
-                let first_audio = self.turn.and_then(|t| {
+                let response = self.turn.and_then(|t| {
                     t.first_audio.map(|at| {
-                        at.saturating_duration_since(Instant::from_std(t.utterance.end_of_speech))
+                        at.saturating_duration_since(Instant::from_std(t.utterance.end_of_turn()))
                     })
                 });
                 self.turn = None;
                 if let CallDecision::MoveToLocal(reason) =
-                    self.policy.turn_finished(backend, first_audio)
+                    self.policy.turn_finished(backend, response)
                 {
                     self.move_to_local(&reason).await;
                 }
@@ -985,7 +994,7 @@ impl CallTask<'_> {
         warn!(reason = reason.as_str(), detail = %reason, "provider missed the first-audio deadline: this turn is answered locally");
         self.services.fleet.record_turn(
             BackendKind::Provider,
-            now.saturating_duration_since(Instant::from_std(turn.utterance.end_of_speech)),
+            now.saturating_duration_since(Instant::from_std(turn.utterance.end_of_turn())),
         );
         if let Some(mut session) = self.session.take() {
             let _ = session.cancel(Duration::ZERO);

@@ -268,7 +268,12 @@ impl Metrics {
                 .with_label_values(&[backend.as_str()])
                 .set(0);
             let _ = self.realtime_e2e_ms.with_label_values(&[backend.as_str()]);
-            for stage in [Stage::Stt, Stage::LlmFirstToken, Stage::TtsFirstAudio] {
+            for stage in [
+                Stage::Endpoint,
+                Stage::Stt,
+                Stage::LlmFirstToken,
+                Stage::TtsFirstAudio,
+            ] {
                 let _ = self
                     .stage_latency_ms
                     .with_label_values(&[stage.as_str(), backend.as_str()]);
