@@ -170,15 +170,15 @@ impl Default for LocalConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderFile {
-    /// WebSocket URL of the realtime endpoint (`TOM_PROVIDER_URL`); unset:
-    /// `wss://api.openai.com/v1/realtime`.
+    /// WebSocket URL of the realtime endpoint (`TOM_PROVIDER_URL`): `wss://`, or `ws://`
+    /// to a loopback host only; unset: `wss://api.openai.com/v1/realtime`.
     pub url: Option<String>,
     /// Realtime model, added as `?model=` unless the URL names one (`TOM_PROVIDER_MODEL`);
     /// unset: `gpt-realtime`.
     pub model: Option<String>,
     /// File holding the API key (`TOM_PROVIDER_KEY_FILE`). The key may instead come from
-    /// `OPENAI_API_KEY` (environment only, never from this file), which wins when both
-    /// are set.
+    /// `OPENAI_API_KEY` (environment only, never from this file); setting both is
+    /// refused at startup.
     pub key_file: Option<PathBuf>,
     /// Session schema, `ga` or `beta` (`TOM_PROVIDER_DIALECT`); unset: `ga`.
     pub dialect: Option<String>,
@@ -729,6 +729,37 @@ impl Config {
     }
 
     /// The effective settings as TOML, secrets masked.
+    /// This config with `[provider]` as the provider client will read it: each setting
+    /// from `lookup` (the environment) when set there, else from the file. The other
+    /// sections already hold their environment overrides; the provider's are read when
+    /// the backend is built, so `tom config check` needs this to show them.
+    pub fn with_effective_provider(&self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut effective = self.clone();
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let p = &mut effective.provider;
+        for (name, field) in [
+            ("TOM_PROVIDER_URL", &mut p.url),
+            ("TOM_PROVIDER_MODEL", &mut p.model),
+            ("TOM_PROVIDER_DIALECT", &mut p.dialect),
+            ("TOM_PROVIDER_AUTH", &mut p.auth),
+            ("TOM_PROVIDER_VOICE", &mut p.voice),
+            ("TOM_PROVIDER_TURN_DETECTION", &mut p.turn_detection),
+            ("TOM_PROVIDER_TRANSCRIPTION", &mut p.transcription),
+        ] {
+            if let Some(value) = get(name) {
+                *field = Some(value);
+            }
+        }
+        if let Some(file) = get("TOM_PROVIDER_KEY_FILE") {
+            p.key_file = Some(PathBuf::from(file));
+        }
+        effective
+    }
+
     pub fn to_masked_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print the config: {e}\n"))
     }
@@ -750,6 +781,40 @@ mod tests {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         Config::load_with(file.map(|_| path.as_path()), |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn the_effective_provider_settings_take_the_environment_over_the_file() {
+        let env: HashMap<String, String> = [
+            ("TOM_PROVIDER_URL", "ws://127.0.0.1:8765/v1/realtime"),
+            ("TOM_PROVIDER_KEY_FILE", "/run/secrets/provider.key"),
+            ("TOM_PROVIDER_MODEL", "  "),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+        let config = load(
+            Some("[provider]\nvoice = \"cedar\"\nmodel = \"gpt-realtime-mini\"\n"),
+            &[],
+        )
+        .expect("config")
+        .with_effective_provider(|k| env.get(k).cloned());
+        assert_eq!(
+            config.provider.url.as_deref(),
+            Some("ws://127.0.0.1:8765/v1/realtime")
+        );
+        assert_eq!(
+            config.provider.key_file.as_deref(),
+            Some(Path::new("/run/secrets/provider.key"))
+        );
+        assert_eq!(config.provider.voice.as_deref(), Some("cedar"));
+        assert_eq!(
+            config.provider.model.as_deref(),
+            Some("gpt-realtime-mini"),
+            "a blank variable does not hide the file's value"
+        );
+        let shown = config.to_masked_toml();
+        assert!(shown.contains("ws://127.0.0.1:8765/v1/realtime"), "{shown}");
     }
 
     #[test]

@@ -314,8 +314,12 @@ async fn run() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run_cli(args).await,
         Command::Config { action } => match action {
             ConfigAction::Check { config } => {
-                let config = engine::config::Config::load(config.as_deref())?;
+                let config = engine::config::Config::load(config.as_deref())?
+                    .with_effective_provider(|name| std::env::var(name).ok());
                 print!("{}", config.to_masked_toml());
+                if std::env::var("OPENAI_API_KEY").is_ok_and(|key| !key.trim().is_empty()) {
+                    println!("# provider key: from OPENAI_API_KEY (********)");
+                }
                 Ok(())
             }
             ConfigAction::Reference => {

@@ -129,7 +129,11 @@ async fn run(
     }
     services.start_draining();
     let drain = Duration::from_secs(services.config.server.drain_secs);
-    info!(calls = live.len(), drain_s = drain.as_secs(), "draining");
+    info!(
+        calls = live.len() + services.streams.len(),
+        drain_s = drain.as_secs(),
+        "draining"
+    );
     // Calls that arrive while draining are refused politely by their own task; new
     // streams are refused at the upgrade.
     services.streams.close();

@@ -104,6 +104,16 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+/// Whether the URL's host is this machine (`localhost` or a loopback address).
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 impl ProviderConfig {
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -129,6 +139,18 @@ impl ProviderConfig {
                     problem: format!("scheme must be ws or wss, not {:?}", parsed.scheme()),
                 });
             }
+            // The API key goes in the upgrade's headers: in clear text only as far as
+            // this host (provider-sim, a local proxy), never across a network.
+            if parsed.scheme() == "ws" && !is_loopback(&parsed) {
+                return Err(ConfigError {
+                    name: "TOM_PROVIDER_URL",
+                    problem: format!(
+                        "ws:// would send the API key unencrypted to {}: use wss:// \
+                         (plain ws:// is allowed only to a loopback address)",
+                        parsed.host_str().unwrap_or("?")
+                    ),
+                });
+            }
             config.url = url;
         }
         if let Some(model) = get("TOM_PROVIDER_MODEL") {
@@ -141,7 +163,18 @@ impl ProviderConfig {
             })?;
         }
         config.api_key = match (get("OPENAI_API_KEY"), get("TOM_PROVIDER_KEY_FILE")) {
-            (Some(key), _) => Some(ApiKey::new(key)),
+            // Refused rather than ranked: a key left behind in the environment would
+            // otherwise silently win over the file an operator just rotated.
+            (Some(_), Some(file)) => {
+                return Err(ConfigError {
+                    name: "OPENAI_API_KEY",
+                    problem: format!(
+                        "set together with a key file ({file}); set only one of \
+                         OPENAI_API_KEY and TOM_PROVIDER_KEY_FILE / provider.key_file"
+                    ),
+                })
+            }
+            (Some(key), None) => Some(ApiKey::new(key)),
             (None, Some(file)) => Some(read_key_file(PathBuf::from(file))?),
             (None, None) => None,
         };
@@ -264,6 +297,45 @@ mod tests {
         let err = config(&[("TOM_PROVIDER_KEY_FILE", missing.to_str().expect("utf8"))])
             .expect_err("missing file");
         assert!(err.to_string().contains("absent"), "{err}");
+    }
+
+    #[test]
+    fn a_key_in_the_environment_and_a_key_file_are_refused_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        std::fs::write(&path, "sk-from-file\n").expect("write");
+        let err = config(&[
+            ("OPENAI_API_KEY", "sk-stale-env"),
+            ("TOM_PROVIDER_KEY_FILE", path.to_str().expect("utf8")),
+        ])
+        .expect_err("two keys");
+        let shown = err.to_string();
+        assert!(shown.contains("OPENAI_API_KEY"), "{shown}");
+        assert!(shown.contains("TOM_PROVIDER_KEY_FILE"), "{shown}");
+        assert!(!shown.contains("sk-stale-env"), "{shown}");
+        assert!(!shown.contains("sk-from-file"), "{shown}");
+    }
+
+    #[test]
+    fn plain_ws_is_allowed_only_to_this_machine() {
+        for url in [
+            "ws://127.0.0.1:8765/v1/realtime",
+            "ws://localhost:8765/v1/realtime",
+            "ws://[::1]:8765/v1/realtime",
+            "wss://api.openai.com/v1/realtime",
+            "wss://10.0.0.5/v1/realtime",
+        ] {
+            assert!(config(&[("TOM_PROVIDER_URL", url)]).is_ok(), "{url}");
+        }
+        for url in [
+            "ws://api.openai.com/v1/realtime",
+            "ws://10.0.0.5:8765/v1/realtime",
+            "ws://provider-sim:8765/v1/realtime",
+        ] {
+            let err = config(&[("TOM_PROVIDER_URL", url)]).expect_err(url);
+            assert_eq!(err.name, "TOM_PROVIDER_URL");
+            assert!(err.problem.contains("wss://"), "{err}");
+        }
     }
 
     #[test]
