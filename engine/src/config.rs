@@ -61,6 +61,12 @@ pub struct ServerConfig {
     pub media_ip: IpAddr,
     /// Calls are hung up after this long (`TOM_MAX_CALL_SECS`).
     pub max_call_secs: u64,
+    /// Live calls (FreeSWITCH and `/v1/stream` together) beyond which new ones are turned
+    /// away (`TOM_MAX_CALLS`); 0: no cap. A FreeSWITCH call over the cap gets its socket
+    /// closed unanswered, so FreeSWITCH's `socket_resume` sends it to the dialplan's
+    /// fallback; a stream gets 503 `busy`; `/ready` fails while full. The local pipeline
+    /// holds about 4-8 talking calls per 2 cores (docs/operations.md).
+    pub max_calls: u32,
     /// Cost log directory (`TOM_COST_LOG_DIR`).
     pub cost_log_dir: PathBuf,
     /// Write a call record (the transcript) per call (`TOM_CALL_RECORDS`). It holds what
@@ -90,6 +96,7 @@ impl Default for ServerConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
             media_ip: IpAddr::from([127, 0, 0, 1]),
             max_call_secs: 300,
+            max_calls: 0,
             cost_log_dir: PathBuf::from("data/cost_logs"),
             call_records: true,
             call_record_dir: None,
@@ -530,6 +537,9 @@ impl Config {
         }
         if let Some(v) = get("TOM_MAX_CALL_SECS") {
             s.max_call_secs = parse("TOM_MAX_CALL_SECS", &v)?;
+        }
+        if let Some(v) = get("TOM_MAX_CALLS") {
+            s.max_calls = parse("TOM_MAX_CALLS", &v)?;
         }
         if let Some(v) = get("TOM_COST_LOG_DIR") {
             s.cost_log_dir = PathBuf::from(v);

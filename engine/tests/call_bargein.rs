@@ -109,6 +109,7 @@ fn talking_over_the_greeting_stops_it_within_one_frame() {
             },
             rate: 8_000,
             telephony_ulaw: true,
+            slot: services.try_admit(),
         };
         let outcome = serve(setup, services, async move { Ok((caller, tx)) }).await;
         (started, outcome)

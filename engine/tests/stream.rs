@@ -453,3 +453,37 @@ async fn a_message_flood_is_closed_and_a_normal_rate_is_not() {
     assert_eq!(rejected(&engine, "rate_limited"), 1.0);
     engine.shutdown().await.expect("shutdown");
 }
+
+/// At `max_calls`, a new stream is refused at the upgrade with 503 `busy`, before its
+/// token is checked (so a retry elsewhere can use the same token); the live one goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_over_max_calls_is_refused_busy() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.server.max_calls = 1;
+    let engine = start(config).await.expect("engine");
+    let url = url(&engine);
+    let mut live = connect(&url, Some(&token())).await.unwrap();
+    start_stream(&mut live, 8000).await;
+    assert_eq!(
+        refused(&url, Some(&token())).await,
+        (503, r#"{"error":"busy"}"#.to_owned())
+    );
+    assert_eq!(rejected(&engine, "busy"), 1.0);
+    assert_eq!(
+        rejected(&engine, "replayed") + rejected(&engine, "bad_signature"),
+        0.0,
+        "the refused token was not checked"
+    );
+    live.send(Message::text(r#"{"type":"stop"}"#))
+        .await
+        .unwrap();
+    let (_, code) = until_close(&mut live).await;
+    assert_eq!(
+        code,
+        Some(CloseCode::Normal),
+        "the live stream ended as asked"
+    );
+    engine.shutdown().await.expect("shutdown");
+}

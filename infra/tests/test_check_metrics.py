@@ -42,13 +42,13 @@ STAGES = ["endpoint_ms", "stt_ms", "llm_first_token_ms", "tts_first_audio_ms"]
 FAILOVER_REASONS = ["latency", "errors", "connect", "auth", "rate_limit",
                     "first_audio_deadline", "slow_turns", "provider_failed_mid_call"]
 CALL_OUTCOMES = ["completed", "caller_hangup", "max_turns", "max_duration", "error",
-                 "rejected", "shutdown"]
+                 "rejected", "busy", "shutdown"]
 COST_COMPONENTS = ["stt", "llm", "tts", "provider"]
 BAD_INPUT_SOURCES = ["esl", "media", "config", "provider", "websocket"]
 STREAM_REJECT_REASONS = ["missing_token", "malformed", "bad_signature", "wrong_alg",
                          "expired", "not_yet_valid", "bad_audience", "bad_issuer",
                          "missing_exp", "missing_jti", "replayed", "store_unavailable",
-                         "store_full", "not_configured", "draining", "bad_start",
+                         "store_full", "not_configured", "draining", "busy", "bad_start",
                          "protocol", "rate_limited", "too_big"]
 
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use engine::backend::BackendKind;
 use engine::config::Config;
 use engine::serve::{start, Running};
-use probes::fs_double::{CallSpec, DoubleCall, FsDouble};
+use probes::fs_double::{CallSpec, DoubleCall, FsDouble, SessionEnd};
 use probes::sim::{Faults, ProviderSim, ReplySource, SimConfig, SimHandle};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -146,6 +146,57 @@ fn cost_records(dir: &Path) -> Vec<serde_json::Value> {
 
 fn call_records(dir: &Path) -> Vec<serde_json::Value> {
     jsonl_records(dir, "calls_")
+}
+
+/// At `max_calls`, a new FreeSWITCH call is turned away unanswered: the engine leaves
+/// the socket (`exit`) right after `connect` (no answer, no media, no message), which
+/// FreeSWITCH's `socket_resume` turns into the dialplan's fallback; `/ready` says full meanwhile, and
+/// the refused call still gets a cost record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_max_calls_is_handed_back_to_freeswitch_unanswered() {
+    let _serial = serial().await;
+    let costs = tempfile::tempdir().unwrap();
+    let mut config = local_config(costs.path());
+    config.server.max_calls = 1;
+    let engine = start(config).await.expect("engine");
+    let ready = format!("http://{}/ready", engine.http_addr);
+    assert_eq!(reqwest::get(&ready).await.unwrap().status(), 200);
+
+    let live = call(&engine).await;
+    let full = reqwest::get(&ready).await.unwrap();
+    assert_eq!(full.status(), 503);
+    assert_eq!(full.text().await.unwrap(), "full\n");
+    let turned_away = FsDouble::call(engine.esl_addr, CallSpec::default())
+        .await
+        .expect("connected");
+    let end = turned_away
+        .wait_for_session_end(LIMIT)
+        .await
+        .expect("ended");
+    assert!(
+        matches!(end, SessionEnd::Exit | SessionEnd::EngineClosed),
+        "{end:?}"
+    );
+    let commands = turned_away.commands();
+    assert!(
+        commands
+            .iter()
+            .all(|c| !c.starts_with("sendmsg") && !c.starts_with("api")),
+        "the engine acted on a call it could not take: {commands:?}"
+    );
+    assert!(turned_away.received_frames().is_empty());
+    assert_eq!(metric(&engine, r#"tom_calls_total{outcome="busy"}"#), 1.0);
+    assert!(live.hangup_state().is_none(), "the live call was disturbed");
+
+    live.hangup().await.expect("hangup");
+    engine.shutdown().await.expect("shutdown");
+    let records = cost_records(costs.path());
+    let outcomes: Vec<_> = records.iter().map(|r| r["outcome"].clone()).collect();
+    assert_eq!(outcomes.len(), 2, "{records:?}");
+    assert!(
+        outcomes.contains(&serde_json::json!("busy")),
+        "{outcomes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

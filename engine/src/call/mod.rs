@@ -10,6 +10,7 @@ pub mod freeswitch;
 pub mod link;
 pub mod playout;
 pub mod services;
+pub mod slots;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -37,6 +38,7 @@ use freeswitch::FreeswitchLink;
 pub use link::{CallNote, CallerLink, Heard};
 use playout::Playout;
 pub use services::Services;
+pub use slots::CallSlot;
 
 /// Frames handed to the sender ahead of real time: a barge-in flush drops at most this.
 const AHEAD_FRAMES: usize = 3;
@@ -64,6 +66,8 @@ pub enum Outcome {
     Error,
     /// Refused while draining.
     Rejected,
+    /// Turned away unanswered: the engine was at `max_calls`.
+    Busy,
     /// Ended by the engine's shutdown.
     Shutdown,
 }
@@ -78,13 +82,14 @@ impl Outcome {
             Self::MaxDuration => "max_duration",
             Self::Error => "error",
             Self::Rejected => "rejected",
+            Self::Busy => "busy",
             Self::Shutdown => "shutdown",
         }
     }
 }
 
 /// Who is calling and how their audio is carried.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CallSetup {
     /// Call id, caller hash, DID, source.
     pub identity: CallIdentity,
@@ -92,6 +97,9 @@ pub struct CallSetup {
     pub rate: u32,
     /// The caller's line is G.711 µ-law (the provider may take it as is).
     pub telephony_ulaw: bool,
+    /// The call's place under `max_calls`, held until it ends; `None`: the engine is
+    /// full and the call is turned away before its link is set up.
+    pub slot: Option<CallSlot>,
 }
 
 /// Serves one FreeSWITCH call to its end; never panics on what FreeSWITCH or a backend
@@ -107,6 +115,7 @@ pub async fn serve_call(call: Call, services: Arc<Services>) -> Outcome {
         },
         rate: channel.read_rate,
         telephony_ulaw: channel.read_codec.eq_ignore_ascii_case("PCMU"),
+        slot: services.try_admit(),
     };
     let media_ip = services.config.server.media_ip;
     info!(call_id = %setup.identity.call_id, codec = %channel.read_codec, "FreeSWITCH call");
@@ -141,14 +150,25 @@ where
         );
         let mut transcript = Transcript::start();
         info!(did = %identity.did, source = identity.source, rate = setup.rate, "call started");
-        let outcome = match connect.await {
-            Ok((link, tx)) => {
-                converse(link, tx, &setup, &services, &mut cost, &mut transcript).await
+        let outcome = match &setup.slot {
+            // `connect` is dropped unawaited: a FreeSWITCH call's socket closes without
+            // an answer, and FreeSWITCH resumes its dialplan (the fallback).
+            None => {
+                warn!(
+                    max_calls = services.config.server.max_calls,
+                    "engine full: call turned away unanswered"
+                );
+                Outcome::Busy
             }
-            Err(e) => {
-                warn!(error = %e, "call setup failed");
-                Outcome::Error
-            }
+            Some(_) => match connect.await {
+                Ok((link, tx)) => {
+                    converse(link, tx, &setup, &services, &mut cost, &mut transcript).await
+                }
+                Err(e) => {
+                    warn!(error = %e, "call setup failed");
+                    Outcome::Error
+                }
+            },
         };
         services.metrics.calls_active.dec();
         services

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::{info, warn};
 
+use super::slots::{CallSlot, CallSlots};
 use crate::audio::resample::resample_clip;
 use crate::audio::silero::SileroModel;
 use crate::audio::wav::Pcm;
@@ -102,6 +103,7 @@ pub struct Services {
     pub auth: Authenticator,
     /// FreeSWITCH's unicast ports, one per live FreeSWITCH call.
     pub fs_media_ports: esl_bridge::media::PortPool,
+    call_slots: CallSlots,
     draining: tokio::sync::watch::Sender<bool>,
     end_calls: tokio::sync::watch::Sender<bool>,
 }
@@ -248,6 +250,7 @@ impl Services {
         let fs_media_ports = esl_bridge::media::PortPool::new(
             config.server.fs_media_port_min..=config.server.fs_media_port_max,
         )?;
+        let call_slots = CallSlots::new(config.server.max_calls);
         Ok(Self {
             config,
             metrics,
@@ -262,6 +265,7 @@ impl Services {
             streams: tokio_util::task::TaskTracker::new(),
             auth: Authenticator::new(None, ReplayStore::Memory(MemoryStore::new(1))),
             fs_media_ports,
+            call_slots,
             draining: tokio::sync::watch::channel(false).0,
             end_calls: tokio::sync::watch::channel(false).0,
         })
@@ -298,6 +302,16 @@ impl Services {
     /// Resolves when [`Services::end_all_calls`] has been called.
     pub fn calls_ended(&self) -> tokio::sync::watch::Receiver<bool> {
         self.end_calls.subscribe()
+    }
+
+    /// A place for a new call, or `None` when `max_calls` calls are live.
+    pub fn try_admit(&self) -> Option<CallSlot> {
+        self.call_slots.try_admit()
+    }
+
+    /// `max_calls` calls are live: new ones are turned away.
+    pub fn is_full(&self) -> bool {
+        self.call_slots.is_full()
     }
 
     /// Draining: `/ready` fails and new calls get a polite refusal.

@@ -37,6 +37,8 @@ async fn health() -> &'static str {
 async fn ready(State(services): State<Arc<Services>>) -> impl IntoResponse {
     if services.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if services.is_full() {
+        (StatusCode::SERVICE_UNAVAILABLE, "full\n")
     } else {
         (StatusCode::OK, "ready\n")
     }

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::auth::Refusal;
-use crate::call::{self, CallNote, CallSetup, Services};
+use crate::call::{self, CallNote, CallSetup, CallSlot, Services};
 use crate::telemetry::call_record::CallIdentity;
 use link::{
     audio_sink, finish_closing, is_too_big, limiter, write_all, StreamLink, CLOSE_POLICY,
@@ -51,6 +51,16 @@ pub async fn upgrade(
         services.metrics.stream_rejected("draining");
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     }
+    // Before the token is checked, so a client turned away can retry with the same
+    // token (checking it spends its `jti`).
+    let Some(slot) = services.try_admit() else {
+        services.metrics.stream_rejected("busy");
+        warn!(
+            max_calls = services.config.server.max_calls,
+            "stream refused: engine full"
+        );
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "busy");
+    };
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -67,7 +77,7 @@ pub async fn upgrade(
     let tracker = services.streams.clone();
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| tracker.track_future(serve_stream(socket, services)))
+        .on_upgrade(move |socket| tracker.track_future(serve_stream(socket, services, slot)))
 }
 
 /// Why the stream ended before its call began.
@@ -102,7 +112,7 @@ async fn first_start(incoming: &mut SplitStream<WebSocket>) -> Result<Start, Ope
     }
 }
 
-async fn serve_stream(socket: WebSocket, services: Arc<Services>) {
+async fn serve_stream(socket: WebSocket, services: Arc<Services>, slot: CallSlot) {
     let call_id = uuid::Uuid::new_v4().to_string();
     let span = info_span!("stream", call_id = %call_id);
     async move {
@@ -153,6 +163,7 @@ async fn serve_stream(socket: WebSocket, services: Arc<Services>) {
             },
             rate: start.rate,
             telephony_ulaw: false,
+            slot: Some(slot),
         };
         info!(rate = start.rate, "stream started");
         let connect = {

@@ -43,6 +43,7 @@ pub const CALL_OUTCOMES: &[&str] = &[
     "max_duration",
     "error",
     "rejected",
+    "busy",
     "shutdown",
 ];
 
@@ -71,6 +72,7 @@ pub const STREAM_REJECT_REASONS: &[&str] = &[
     "store_full",
     "not_configured",
     "draining",
+    "busy",
     "bad_start",
     "protocol",
     "rate_limited",
