@@ -182,9 +182,26 @@ async fn run(
 pub async fn run_cli(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     let running = start(config).await?;
+    tell_systemd(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving"),
+    ]);
     shutdown_signal().await;
     info!("shutting down");
+    tell_systemd(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("draining"),
+    ]);
     running.shutdown().await
+}
+
+/// Tells systemd (a `Type=notify` unit) how the engine is doing: ready once the models
+/// are loaded and both listeners bound, stopping when the drain starts. Nothing happens
+/// without `NOTIFY_SOCKET`; a failure is logged and changes nothing else.
+fn tell_systemd(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        warn!(error = %e, "systemd notification failed");
+    }
 }
 
 async fn shutdown_signal() {

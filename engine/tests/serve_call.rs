@@ -66,8 +66,16 @@ struct Engine {
 }
 
 async fn start_engine(cost_dir: &std::path::Path) -> (Engine, SocketAddr) {
+    start_engine_with(cost_dir, &[]).await
+}
+
+async fn start_engine_with(
+    cost_dir: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Engine, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tom"))
         .args(["serve"])
+        .envs(env.iter().copied())
         .env("TOM_ESL_LISTEN", "127.0.0.1:0")
         .env("TOM_HTTP_ADDR", "127.0.0.1:0")
         .env("TOM_MAX_CALL_SECS", "60")
@@ -329,4 +337,50 @@ async fn tom_serve_greets_listens_and_answers_a_caller() {
     assert!(line["turns"].as_u64() >= Some(1), "{line}");
     assert!(!record.contains(CALLER.trim_start_matches('+')));
     engine.child.kill().await.expect("stop engine");
+}
+
+/// The next message `tom serve` sent to the notify socket.
+async fn notification(systemd: &tokio::net::UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(LIMIT, systemd.recv(&mut buf))
+        .await
+        .expect("a notification in time")
+        .expect("recv");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Under systemd (`Type=notify`), `tom serve` says `READY=1` once it listens with its
+/// models loaded (FreeSWITCH can connect at once), and `STOPPING=1` when SIGTERM starts
+/// the drain; it then exits cleanly.
+#[tokio::test]
+async fn tom_serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket_path = dir.path().join("notify.sock");
+    let systemd = tokio::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    let (mut engine, addr) = tokio::time::timeout(
+        LIMIT * 2,
+        start_engine_with(dir.path(), &[("NOTIFY_SOCKET", socket_path.as_os_str())]),
+    )
+    .await
+    .expect("engine up");
+    let ready = notification(&systemd).await;
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    TcpStream::connect(addr)
+        .await
+        .expect("listening when ready");
+
+    let pid = engine.child.id().expect("pid").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(status.success());
+    let stopping = notification(&systemd).await;
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+    let exit = tokio::time::timeout(LIMIT, engine.child.wait())
+        .await
+        .expect("exits after the drain")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
 }
