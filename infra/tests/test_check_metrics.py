@@ -44,6 +44,7 @@ FAILOVER_REASONS = ["latency", "errors", "connect", "auth", "rate_limit",
 CALL_OUTCOMES = ["completed", "caller_hangup", "max_turns", "max_duration", "error",
                  "rejected", "busy", "shutdown"]
 COST_COMPONENTS = ["stt", "llm", "tts", "provider"]
+ESL_CONNECTION_RESULTS = ["accepted", "rejected_peer", "handshake_failed", "dropped"]
 BAD_INPUT_SOURCES = ["esl", "media", "config", "provider", "websocket"]
 STREAM_REJECT_REASONS = ["missing_token", "malformed", "bad_signature", "wrong_alg",
                          "expired", "not_yet_valid", "bad_audience", "bad_issuer",
@@ -78,6 +79,9 @@ def synthetic_exposition(with_lazy=True):
     lines += _family("tom_calls_active", "gauge", [[]])
     lines += _family("tom_calls_total", "counter", [[("outcome", o)] for o in CALL_OUTCOMES])
     lines += _family("tom_cost_eur_total", "counter", [[("component", c)] for c in COST_COMPONENTS])
+    lines += _family("tom_esl_connections_total", "counter",
+                     [[("result", r)] for r in ESL_CONNECTION_RESULTS])
+    lines += _family("tom_esl_events_dropped_total", "counter", [[]])
     lines += _family("tom_failback_total", "counter", [[]])
     lines += _family("tom_media_frames_dropped_total", "counter",
                      [[("reason", "bad_frame")]] if with_lazy else [])

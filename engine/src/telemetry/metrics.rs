@@ -53,6 +53,10 @@ pub const COST_COMPONENTS: &[&str] = &["stt", "llm", "tts", "provider"];
 /// Why the engine refused or dropped something from outside.
 pub const BAD_INPUT_SOURCES: &[&str] = &["esl", "media", "config", "provider", "websocket"];
 
+/// How FreeSWITCH's outbound ESL connections went (`tom_esl_connections_total{result}`).
+pub const ESL_CONNECTION_RESULTS: &[&str] =
+    &["accepted", "rejected_peer", "handshake_failed", "dropped"];
+
 /// Why a `/v1/stream` connection was refused or closed early
 /// (`tom_stream_rejected_total{reason}`); the authentication reasons come from
 /// `auth::AuthError::reason`.
@@ -104,15 +108,27 @@ const BACKEND_ERROR_SERIES: &[(BackendKind, ErrorKind)] = &[
 /// The ESL listener's counters and what of them was already exported.
 struct EslSource {
     counters: Arc<ServerCounters>,
-    exported_bad: u64,
+    exported: EslExported,
+}
+
+/// The ESL counter values already added to the metrics, per series.
+#[derive(Default)]
+struct EslExported {
+    bad: u64,
+    accepted: u64,
+    rejected_peers: u64,
+    handshake_failures: u64,
+    calls_dropped: u64,
+    events_dropped: u64,
 }
 
 /// Every metric the engine exports.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// The ESL listener's own counters, folded into `tom_bad_input_total{source="esl"}`
-    /// at each scrape (esl-bridge stays free of Prometheus).
+    /// The ESL listener's own counters, folded into `tom_bad_input_total{source="esl"}`,
+    /// `tom_esl_connections_total` and `tom_esl_events_dropped_total` at each scrape
+    /// (esl-bridge stays free of Prometheus).
     esl: Arc<Mutex<Option<EslSource>>>,
     /// `tom_realtime_backend{backend}`: 1 on the backend serving new calls.
     pub realtime_backend: IntGaugeVec,
@@ -143,6 +159,10 @@ pub struct Metrics {
     /// `tom_stream_rejected_total{reason}`: `/v1/stream` connections refused or closed
     /// for what the client did.
     pub stream_rejected_total: IntCounterVec,
+    /// `tom_esl_connections_total{result}`: FreeSWITCH's outbound connections.
+    pub esl_connections_total: IntCounterVec,
+    /// `tom_esl_events_dropped_total`: FreeSWITCH events a call did not take in time.
+    pub esl_events_dropped_total: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -234,6 +254,17 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
+            esl_connections_total: IntCounterVec::new(
+                Opts::new(
+                    "tom_esl_connections_total",
+                    "FreeSWITCH outbound ESL connections, by result",
+                ),
+                &["result"],
+            )?,
+            esl_events_dropped_total: IntCounter::new(
+                "tom_esl_events_dropped_total",
+                "FreeSWITCH events dropped because a call did not take them in time",
+            )?,
             registry,
         };
         metrics.register_all()?;
@@ -257,6 +288,8 @@ impl Metrics {
         r.register(Box::new(self.cost_eur_total.clone()))?;
         r.register(Box::new(self.bad_input_total.clone()))?;
         r.register(Box::new(self.stream_rejected_total.clone()))?;
+        r.register(Box::new(self.esl_connections_total.clone()))?;
+        r.register(Box::new(self.esl_events_dropped_total.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -307,6 +340,9 @@ impl Metrics {
         for reason in STREAM_REJECT_REASONS {
             let _ = self.stream_rejected_total.with_label_values(&[reason]);
         }
+        for result in ESL_CONNECTION_RESULTS {
+            let _ = self.esl_connections_total.with_label_values(&[result]);
+        }
     }
 
     /// Marks `backend` as the one serving new calls (the gauge is 1 on it, 0 elsewhere).
@@ -351,7 +387,7 @@ impl Metrics {
         if let Ok(mut esl) = self.esl.lock() {
             *esl = Some(EslSource {
                 counters,
-                exported_bad: 0,
+                exported: EslExported::default(),
             });
         }
     }
@@ -380,13 +416,42 @@ impl Metrics {
         };
         let c = &source.counters;
         let get = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        // Each series gets what its counter gained since the last scrape.
+        let export = |series: &IntCounter, now: u64, exported: &mut u64| {
+            series.inc_by(now.saturating_sub(*exported));
+            *exported = (*exported).max(now);
+        };
+        let e = &mut source.exported;
         let bad = get(&c.handshake_failures)
             + get(&c.connections.malformed_messages)
             + get(&c.connections.framing_errors);
-        self.bad_input_total
-            .with_label_values(&["esl"])
-            .inc_by(bad.saturating_sub(source.exported_bad));
-        source.exported_bad = source.exported_bad.max(bad);
+        export(
+            &self.bad_input_total.with_label_values(&["esl"]),
+            bad,
+            &mut e.bad,
+        );
+        let connections = |result: &str| self.esl_connections_total.with_label_values(&[result]);
+        export(&connections("accepted"), get(&c.accepted), &mut e.accepted);
+        export(
+            &connections("rejected_peer"),
+            get(&c.rejected_peers),
+            &mut e.rejected_peers,
+        );
+        export(
+            &connections("handshake_failed"),
+            get(&c.handshake_failures),
+            &mut e.handshake_failures,
+        );
+        export(
+            &connections("dropped"),
+            get(&c.calls_dropped),
+            &mut e.calls_dropped,
+        );
+        export(
+            &self.esl_events_dropped_total,
+            get(&c.connections.events_dropped),
+            &mut e.events_dropped,
+        );
     }
 
     /// The text exposition of every metric (what `/metrics` serves).
@@ -437,6 +502,33 @@ mod tests {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(value_of(&m.render(), esl_series), Some(4.0));
         assert_eq!(value_of(&m.render(), esl_series), Some(4.0));
+        // FreeSWITCH knocking from an address not allow-listed, and events a call lost.
+        esl.rejected_peers
+            .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        esl.connections
+            .events_dropped
+            .fetch_add(7, std::sync::atomic::Ordering::Relaxed);
+        let text = m.render();
+        assert_eq!(
+            value_of(
+                &text,
+                r#"tom_esl_connections_total{result="rejected_peer"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value_of(
+                &text,
+                r#"tom_esl_connections_total{result="handshake_failed"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(value_of(&text, "tom_esl_events_dropped_total"), Some(7.0));
+        assert_eq!(
+            value_of(&m.render(), "tom_esl_events_dropped_total"),
+            Some(7.0),
+            "a second scrape adds nothing"
+        );
 
         m.media_leg_ended(MediaCountersSnapshot {
             dropped_overflow: 5,
