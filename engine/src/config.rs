@@ -202,6 +202,23 @@ pub struct ProviderFile {
     pub transcription: Option<String>,
 }
 
+impl ProviderFile {
+    /// Each text setting with its environment variable: the one table through which
+    /// both the provider client and `tom config check` read them (the key file, a path,
+    /// is handled beside it).
+    fn by_env_name(&mut self) -> [(&'static str, &mut Option<String>); 7] {
+        [
+            ("TOM_PROVIDER_URL", &mut self.url),
+            ("TOM_PROVIDER_MODEL", &mut self.model),
+            ("TOM_PROVIDER_DIALECT", &mut self.dialect),
+            ("TOM_PROVIDER_AUTH", &mut self.auth),
+            ("TOM_PROVIDER_VOICE", &mut self.voice),
+            ("TOM_PROVIDER_TURN_DETECTION", &mut self.turn_detection),
+            ("TOM_PROVIDER_TRANSCRIPTION", &mut self.transcription),
+        ]
+    }
+}
+
 /// How a call goes: greeting, language, persona, limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -715,30 +732,27 @@ impl Config {
         &self,
         lookup: &impl Fn(&str) -> Option<String>,
     ) -> Result<ProviderConfig, ConfigError> {
-        let file = &self.provider;
-        let allow = self.allow_egress;
-        let from_file = |name: &str| -> Option<String> {
-            match name {
-                "TOM_PROVIDER_URL" => file.url.clone(),
-                "TOM_PROVIDER_MODEL" => file.model.clone(),
-                "TOM_PROVIDER_KEY_FILE" => file.key_file.as_ref().map(|p| p.display().to_string()),
-                "TOM_PROVIDER_DIALECT" => file.dialect.clone(),
-                "TOM_PROVIDER_AUTH" => file.auth.clone(),
-                "TOM_PROVIDER_VOICE" => file.voice.clone(),
-                "TOM_PROVIDER_TURN_DETECTION" => file.turn_detection.clone(),
-                "TOM_PROVIDER_TRANSCRIPTION" => file.transcription.clone(),
-                "ALLOW_EGRESS" => Some(allow.to_string()),
-                _ => None,
-            }
-        };
-        Ok(ProviderConfig::from_lookup(|name| {
-            lookup(name)
+        let mut provider = self.with_effective_provider(lookup).provider;
+        let key_file = provider.key_file.as_ref().map(|p| p.display().to_string());
+        let settings: Vec<(&str, Option<String>)> = provider
+            .by_env_name()
+            .into_iter()
+            .map(|(name, value)| (name, value.clone()))
+            .collect();
+        let allow = self.allow_egress.to_string();
+        Ok(ProviderConfig::from_lookup(|name| match name {
+            "TOM_PROVIDER_KEY_FILE" => key_file.clone(),
+            "ALLOW_EGRESS" => lookup(name)
                 .filter(|v| !v.trim().is_empty())
-                .or_else(|| from_file(name))
+                .or_else(|| Some(allow.clone())),
+            _ => match settings.iter().find(|(setting, _)| *setting == name) {
+                Some((_, value)) => value.clone(),
+                // `OPENAI_API_KEY`: the environment only.
+                None => lookup(name),
+            },
         })?)
     }
 
-    /// The effective settings as TOML, secrets masked.
     /// This config with `[provider]` as the provider client will read it: each setting
     /// from `lookup` (the environment) when set there, else from the file. The other
     /// sections already hold their environment overrides; the provider's are read when
@@ -751,15 +765,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let p = &mut effective.provider;
-        for (name, field) in [
-            ("TOM_PROVIDER_URL", &mut p.url),
-            ("TOM_PROVIDER_MODEL", &mut p.model),
-            ("TOM_PROVIDER_DIALECT", &mut p.dialect),
-            ("TOM_PROVIDER_AUTH", &mut p.auth),
-            ("TOM_PROVIDER_VOICE", &mut p.voice),
-            ("TOM_PROVIDER_TURN_DETECTION", &mut p.turn_detection),
-            ("TOM_PROVIDER_TRANSCRIPTION", &mut p.transcription),
-        ] {
+        for (name, field) in p.by_env_name() {
             if let Some(value) = get(name) {
                 *field = Some(value);
             }
@@ -770,6 +776,7 @@ impl Config {
         effective
     }
 
+    /// The effective settings as TOML, secrets masked.
     pub fn to_masked_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print the config: {e}\n"))
     }

@@ -105,23 +105,6 @@ const BACKEND_ERROR_SERIES: &[(BackendKind, ErrorKind)] = &[
     (BackendKind::Local, ErrorKind::Local),
 ];
 
-/// The ESL listener's counters and what of them was already exported.
-struct EslSource {
-    counters: Arc<ServerCounters>,
-    exported: EslExported,
-}
-
-/// The ESL counter values already added to the metrics, per series.
-#[derive(Default)]
-struct EslExported {
-    bad: u64,
-    accepted: u64,
-    rejected_peers: u64,
-    handshake_failures: u64,
-    calls_dropped: u64,
-    events_dropped: u64,
-}
-
 /// Every metric the engine exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -129,7 +112,9 @@ pub struct Metrics {
     /// The ESL listener's own counters, folded into `tom_bad_input_total{source="esl"}`,
     /// `tom_esl_connections_total` and `tom_esl_events_dropped_total` at each scrape
     /// (esl-bridge stays free of Prometheus).
-    esl: Arc<Mutex<Option<EslSource>>>,
+    /// Only this sync feeds those series, so each one's value is what was exported; the
+    /// mutex keeps two scrapes from adding the same gain twice.
+    esl: Arc<Mutex<Option<Arc<ServerCounters>>>>,
     /// `tom_realtime_backend{backend}`: 1 on the backend serving new calls.
     pub realtime_backend: IntGaugeVec,
     /// `tom_provider_failover_total{reason}`.
@@ -385,10 +370,7 @@ impl Metrics {
     /// Exports the ESL listener's malformed-input counters from now on.
     pub fn watch_esl(&self, counters: Arc<ServerCounters>) {
         if let Ok(mut esl) = self.esl.lock() {
-            *esl = Some(EslSource {
-                counters,
-                exported: EslExported::default(),
-            });
+            *esl = Some(counters);
         }
     }
 
@@ -408,49 +390,29 @@ impl Metrics {
     }
 
     fn sync_esl(&self) {
-        let Ok(mut esl) = self.esl.lock() else {
+        let Ok(esl) = self.esl.lock() else {
             return;
         };
-        let Some(source) = esl.as_mut() else {
+        let Some(c) = esl.as_ref() else {
             return;
         };
-        let c = &source.counters;
         let get = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-        // Each series gets what its counter gained since the last scrape.
-        let export = |series: &IntCounter, now: u64, exported: &mut u64| {
-            series.inc_by(now.saturating_sub(*exported));
-            *exported = (*exported).max(now);
+        // Each series catches up with its counter.
+        let export = |series: &IntCounter, now: u64| {
+            series.inc_by(now.saturating_sub(series.get()));
         };
-        let e = &mut source.exported;
         let bad = get(&c.handshake_failures)
             + get(&c.connections.malformed_messages)
             + get(&c.connections.framing_errors);
-        export(
-            &self.bad_input_total.with_label_values(&["esl"]),
-            bad,
-            &mut e.bad,
-        );
+        export(&self.bad_input_total.with_label_values(&["esl"]), bad);
         let connections = |result: &str| self.esl_connections_total.with_label_values(&[result]);
-        export(&connections("accepted"), get(&c.accepted), &mut e.accepted);
-        export(
-            &connections("rejected_peer"),
-            get(&c.rejected_peers),
-            &mut e.rejected_peers,
-        );
-        export(
-            &connections("handshake_failed"),
-            get(&c.handshake_failures),
-            &mut e.handshake_failures,
-        );
-        export(
-            &connections("dropped"),
-            get(&c.calls_dropped),
-            &mut e.calls_dropped,
-        );
+        export(&connections("accepted"), get(&c.accepted));
+        export(&connections("rejected_peer"), get(&c.rejected_peers));
+        export(&connections("handshake_failed"), get(&c.handshake_failures));
+        export(&connections("dropped"), get(&c.calls_dropped));
         export(
             &self.esl_events_dropped_total,
             get(&c.connections.events_dropped),
-            &mut e.events_dropped,
         );
     }
 
